@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Start or stop a moto server on loopback for the tests; the process is tracked by its PID.
+
+    moto_server.py start STATE_DIR   -> prints the endpoint URL; writes STATE_DIR/moto.pid, moto.url
+    moto_server.py stop STATE_DIR    -> stops the process named in STATE_DIR/moto.pid
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(state: Path) -> str:
+    state.mkdir(parents=True, exist_ok=True)
+    if (state / "moto.pid").exists():
+        stop(state)
+    port = free_port()
+    log = open(state / "moto.log", "ab")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    (state / "moto.pid").write_text(str(proc.pid))
+    (state / "moto.url").write_text(url)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
+            return url
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"moto server exited with {proc.returncode}; see {state / 'moto.log'}")
+            time.sleep(0.2)
+    stop(state)
+    raise SystemExit("moto server did not answer within 30 s")
+
+
+def stop(state: Path) -> None:
+    pidfile = state / "moto.pid"
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pidfile.unlink()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop"):
+        raise SystemExit(__doc__)
+    if sys.argv[1] == "start":
+        print(start(Path(sys.argv[2])))
+    else:
+        stop(Path(sys.argv[2]))
