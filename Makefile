@@ -1,0 +1,66 @@
+# ec2ha.cluster — every target installs what it needs.
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: help venv collection test unit integration sanity lint lab-test build demo bench lab-up lab-down lab-bench clean
+
+help:
+	@echo "make demo   - the lab, a cluster, a failover (main job)"
+	@echo "make test   - every test: unit, integration (moto), sanity, lint, lab"
+	@echo "make bench  - figures: failover and endpoint-move timings"
+
+venv: $(STAMP)
+$(STAMP): requirements.txt requirements-test.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-test.txt
+	touch $@
+
+# Make the checkout importable as ec2ha.cluster for ansible-playbook / ansible-doc.
+collection: venv
+	mkdir -p .build/collections/ansible_collections/ec2ha
+	ln -sfn $(CURDIR) .build/collections/ansible_collections/ec2ha/cluster
+
+test: unit integration sanity lint lab-test
+
+unit: collection
+	cd .build/collections && $(PY) -m pytest -q $(CURDIR)/tests/unit
+
+integration: venv
+	tests/support/ansible_test.sh integration
+
+sanity: venv
+	tests/support/ansible_test.sh sanity
+
+lint: collection
+	ansible-lint --profile production playbooks/ roles/
+
+lab-test: collection
+	$(PY) -m pytest -q tests/lab
+
+build: venv
+	mkdir -p .build/dist
+	ansible-galaxy collection build --force --output-path .build/dist
+
+lab-up: venv
+	$(PY) -m lab up
+
+lab-down: venv
+	$(PY) -m lab down
+
+lab-bench: venv
+	$(PY) -m lab bench
+
+bench: collection
+	$(PY) -m lab bench
+
+demo: collection
+	$(PY) demo/demo.py
+
+clean:
+	-$(PY) -m lab down
+	rm -rf .build

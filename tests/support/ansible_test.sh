@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run ansible-test on a copy of the collection laid out as ansible_collections/ec2ha/cluster.
+#   ansible_test.sh integration [targets...]   (starts and stops a moto server on loopback)
+#   ansible_test.sh sanity|units [args...]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+venv=${VENV:-$top/.venv}
+work=$top/.build/ansible-test
+coll=$work/ansible_collections/ec2ha/cluster
+kind=$1; shift
+
+# A fresh copy of what git tracks or would track (not ignored files), so ansible-test sees the real layout.
+rm -rf "$coll"; mkdir -p "$coll"
+(cd "$top" && git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents -P {} "$coll"/ 2>/dev/null || true)
+(cd "$coll" && git init -q && git add -A >/dev/null 2>&1 || true)
+
+export HOME=$work/home PATH="$venv/bin:$PATH"
+mkdir -p "$HOME"
+cd "$coll"
+case "$kind" in
+  integration)
+    state=$work/moto
+    url=$(python "$top/tests/support/moto_server.py" start "$state")
+    trap 'python "$top/tests/support/moto_server.py" stop "$state"' EXIT
+    sed "s|@ENDPOINT@|$url|" tests/integration/integration_config.yml.template > tests/integration/integration_config.yml
+    ansible-test integration --local --python 3.11 --color no "$@"
+    ;;
+  *)
+    ansible-test "$kind" --local --python 3.11 --color no "$@"
+    ;;
+esac
