@@ -11,8 +11,12 @@ kind=$1; shift
 
 # A fresh copy of what git tracks or would track (not ignored files), so ansible-test sees the real layout.
 rm -rf "$coll"; mkdir -p "$coll"
-(cd "$top" && git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents -P {} "$coll"/ 2>/dev/null || true)
-(cd "$coll" && git init -q && git add -A >/dev/null 2>&1 || true)
+# Files deleted from the work tree but still tracked are skipped; any other copy error stops the run.
+(cd "$top" && git ls-files -co --exclude-standard -z |
+  while IFS= read -r -d '' f; do if [[ -e $f || -L $f ]]; then printf '%s\0' "$f"; fi; done |
+  xargs -0 -r cp --parents -P -t "$coll")
+# ansible-test lists a collection's files with git, so the copy gets its own index.
+(cd "$coll" && git init -q && git add -A)
 
 export HOME=$work/home PATH="$venv/bin:$PATH"
 mkdir -p "$HOME"
@@ -26,6 +30,9 @@ case "$kind" in
     ansible-test integration --local --python 3.11 --color no "$@"
     ;;
   *)
+    # Sanity/units build virtual environments and bootstrap pip into them from a cached get-pip
+    # script; provide a stand-in that installs pip from the PyPI wheel (see sanity_bootstrap.py).
+    python "$top/tests/support/sanity_bootstrap.py" "$HOME" >/dev/null
     ansible-test "$kind" --local --python 3.11 --color no "$@"
     ;;
 esac
