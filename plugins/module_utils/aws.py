@@ -12,6 +12,7 @@ whose message is a single sentence naming the call, the resource and the error c
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Dict, List, Optional
 
 try:
@@ -82,7 +83,8 @@ class ConnectionSettings:
         if not 1 <= int(self.max_attempts) <= 20:
             raise InputError(f"max_attempts {self.max_attempts} must be between 1 and 20.")
         for name in ("connect_timeout", "read_timeout"):
-            if not float(getattr(self, name)) > 0:
+            seconds = float(getattr(self, name))
+            if math.isnan(seconds) or seconds <= 0:
                 raise InputError(f"{name} {getattr(self, name)} must be a positive number of seconds.")
 
 

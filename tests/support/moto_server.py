@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Start or stop a moto server on loopback for the tests; the process is tracked by its PID.
 
     moto_server.py start STATE_DIR   -> prints the endpoint URL; writes STATE_DIR/moto.pid, moto.url
@@ -56,7 +56,7 @@ def stop(state: Path) -> None:
     pid = int(pidfile.read_text())
     try:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
+        for _attempt in range(50):
             os.kill(pid, 0)
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Build a small, fresh EC2 world in an AWS endpoint (moto) and print its ids as JSON.
 
 Each call makes a new world under a new name, so targets never see each other's state:
