@@ -359,12 +359,15 @@ def apply(aws: AwsSession, target: Target, actions: Sequence[Action]) -> None:
 
 def verify(aws: AwsSession, target: Target, timeout: float = DEFAULT_VERIFY_TIMEOUT,
            clock: Callable[[], float] = time.monotonic,
-           sleep: Callable[[float], None] = time.sleep) -> RouteReport:
-    """Re-read until the target state shows (bounded: EC2 reads are eventually consistent)."""
+           sleep: Callable[[float], None] = time.sleep, eni_ids: Sequence[str] = ()) -> RouteReport:
+    """Re-read until the target state shows (bounded: EC2 reads are eventually consistent).
+
+    ``eni_ids``: more ENIs to report the src/dst check of (those "before" showed, for a like-for-like diff).
+    """
     deadline = clock() + timeout
     delay = 0.25
     while True:
-        report = read_routes(aws, target.vip, target.route_table_ids, [target.eni_id])
+        report = read_routes(aws, target.vip, target.route_table_ids, unique([target.eni_id] + list(eni_ids)))
         status = classify(report, target)
         if status.ok:
             return report
@@ -391,7 +394,7 @@ def converge(aws: AwsSession, target: Target, check_mode: bool = False,
             aws.plan("ec2", action.operation, action.resource, **action.params)
         return ConvergeResult(True, actions, before, predict(before, target, actions), classify(before, target))
     apply(aws, target, actions)
-    after = verify(aws, target, verify_timeout)
+    after = verify(aws, target, verify_timeout, eni_ids=list(before.source_dest_check))
     return ConvergeResult(True, actions, before, after, classify(after, target))
 
 
