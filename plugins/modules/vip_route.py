@@ -144,11 +144,13 @@ status:
   type: str
   sample: ok
 details:
-  description: One line per difference found by O(status); empty when V(ok).
+  description: One line per difference behind RV(status); empty when V(ok).
   returned: success
   type: list
   elements: str
-  sample: ["rtb-0aaaaaaaaaaaaaaa1 has a active route to eni-0fffffffffffffff1 (i-0fffffffffffffff1) for 192.168.100.10/32, expected eni-0123456789abcdef0 of i-0123456789abcdef0 (db1)"]
+  sample:
+    - "rtb-0aaaaaaaaaaaaaaa1 has a active route to eni-0fffffffffffffff1 (i-0fffffffffffffff1) for 192.168.100.10/32,
+      expected eni-0123456789abcdef0 of i-0123456789abcdef0 (db1)"
 before:
   description: The state before the run, per route table and per network interface.
   returned: success

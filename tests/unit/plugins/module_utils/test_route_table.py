@@ -70,8 +70,8 @@ def queue_write(stub: Any, operation: str, rtb: str) -> None:
     stub.add_response(operation, {"Return": True} if operation == "create_route" else {}, params)
 
 
-def on_target(rtbs: List[str] = RTBS) -> List[Dict[str, Any]]:
-    return [table(rtb, route(ENI2)) for rtb in rtbs]
+def on_target(rtbs: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+    return [table(rtb, route(ENI2)) for rtb in rtbs or RTBS]
 
 
 def operations(aws: AwsSession, planned: Optional[bool] = None) -> List[str]:
@@ -400,7 +400,7 @@ def test_omitted_route_tables_are_those_with_the_route(stubbed):
     queue_vpc(ec2, ["10.0.0.0/16"])
     ec2.add_response("describe_route_tables", {"RouteTables": [table(RTBS[2], route(ENI1)), table(RTBS[0], None),
                                                                table(RTBS[1], route(ENI1, "blackhole"))]})
-    found, _ = route_table.resolve_target(stubbed.aws, VIP + "/32", "node-b")
+    found = route_table.resolve_target(stubbed.aws, VIP + "/32", "node-b")[0]
     assert found.route_table_ids == [RTBS[1], RTBS[2]]
     assert (found.vip, found.eni_id, found.instance_id) == (VIP, ENI2, NODE2)
 
@@ -417,13 +417,13 @@ def test_omitted_route_tables_and_no_route_anywhere_is_refused(stubbed):
 
 def test_node_with_several_enis_needs_an_interface(stubbed):
     ec2 = stubbed.stub("ec2")
-    for _ in range(2):
+    for _attempt in range(2):
         queue_node(ec2, instance(NODE2, [ENI2, GONE_ENI]))
     with pytest.raises(InputError, match="has 2 network interfaces .*: set interface"):
         route_table.resolve_target(stubbed.aws, VIP, NODE2)
     queue_vpc(ec2, ["10.0.0.0/16"])
     ec2.add_response("describe_route_tables", {"RouteTables": [table(RTBS[0], route(ENI1))]})
-    found, _ = route_table.resolve_target(stubbed.aws, VIP, NODE2, interface="1")
+    found = route_table.resolve_target(stubbed.aws, VIP, NODE2, interface="1")[0]
     assert found.eni_id == GONE_ENI
 
 
