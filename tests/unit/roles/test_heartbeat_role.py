@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""heartbeat: corosync.conf accepted by corosync -t; the CIB it stages passes
+crm_verify, holds the fence_aws device, and a second push changes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from roletools import require, set_fact_expr
+
+
+def _corosync_test(conf: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = tmp_path / "corosync.conf"
+    path.write_text(conf)
+    return subprocess.run(["corosync", "-t", "-c", str(path)], capture_output=True, text=True)
+
+
+@pytest.fixture
+def authkey(tmp_path: Path) -> Path:
+    require("corosync", "corosync-keygen")
+    key = tmp_path / "authkey"
+    subprocess.run(["corosync-keygen", "-l", "2048", "-k", str(key)], capture_output=True, check=True)
+    return key
+
+
+def test_corosync_conf_with_defaults_passes_corosync_test(inventory_factory, authkey, tmp_path):
+    inv = inventory_factory({"heartbeat_authkey_file": str(authkey)})
+    conf = inv.render("alpha", "heartbeat", "corosync.conf.j2")
+    result = _corosync_test(conf, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("transport: knet", "crypto_cipher: aes256", "crypto_hash: sha256", "token: 30000",
+                 "consensus: 36000", "two_node: 1", "ring0_addr: 127.0.0.2", "name: bravo"):
+        assert line in conf
+
+
+def test_lab_timing_derives_consensus(inventory_factory, authkey, tmp_path):
+    inv = inventory_factory({"heartbeat_authkey_file": str(authkey), "heartbeat_token": 3000})
+    conf = inv.render("alpha", "heartbeat", "corosync.conf.j2")
+    assert "token: 3000\n" in conf and "consensus: 3600\n" in conf
+    assert _corosync_test(conf, tmp_path).returncode == 0
+
+
+def test_corosync_test_rejects_a_broken_rendering(inventory_factory, authkey, tmp_path):
+    # The check above can fail: a bad hash value is refused by corosync itself.
+    inv = inventory_factory({"heartbeat_authkey_file": str(authkey)})
+    conf = inv.render("alpha", "heartbeat", "corosync.conf.j2").replace("crypto_hash: sha256", "crypto_hash: crc")
+    assert _corosync_test(conf, tmp_path).returncode != 0
+
+
+def _stage_script(inv) -> str:
+    host_map = inv.evaluate("alpha", set_fact_expr("heartbeat", "cib.yml", "__heartbeat_host_map"))
+    return inv.render("alpha", "heartbeat", "cib_stage.sh.j2", {"__heartbeat_host_map": host_map})
+
+
+def test_cib_holds_fence_aws_and_passes_crm_verify(inventory_factory, offline_cib):
+    inv = inventory_factory()
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(_stage_script(inv)) == "patched"
+    root = ET.parse(cib.live).getroot()
+    fence = root.find(".//resources/primitive[@id='fence-aws']")
+    assert fence is not None and fence.get("class") == "stonith" and fence.get("type") == "fence_aws"
+    params = {nv.get("name"): nv.get("value") for nv in fence.iter("nvpair")}
+    assert params["pcmk_host_map"] == "alpha:i-0aaaaaaaaaaaaaaa1;bravo:i-0bbbbbbbbbbbbbbb2"
+    assert params["pcmk_delay_max"] == "15s"
+    assert params["region"] == "us-east-1"
+    assert "secret_key" not in params
+    props = {nv.get("name"): nv.get("value") for nv in root.iterfind(".//crm_config//nvpair")}
+    assert props["stonith-enabled"] == "true"
+    defaults = {nv.get("name"): nv.get("value") for nv in root.iterfind(".//rsc_defaults//nvpair")}
+    assert defaults == {"resource-stickiness": "10", "migration-threshold": "5"}
+
+
+def test_second_push_changes_nothing_and_a_change_is_patched(inventory_factory, offline_cib):
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(_stage_script(inventory_factory())) == "patched"
+    assert cib.push(_stage_script(inventory_factory())) == "unchanged"
+    faster = inventory_factory({"heartbeat_fence_delay_max": 2})
+    assert cib.push(_stage_script(faster)) == "patched"
+    root = ET.parse(cib.live).getroot()
+    delay = root.find(".//primitive[@id='fence-aws']//nvpair[@name='pcmk_delay_max']")
+    assert delay.get("value") == "2s"
+    # Replaced in place: still one fence device, not a second copy.
+    assert len(root.findall(".//primitive[@id='fence-aws']")) == 1
+    assert cib.push(_stage_script(faster)) == "unchanged"
+
+
+def test_crm_verify_rejects_stonith_without_a_device(inventory_factory, offline_cib):
+    # The verification step can fail: stonith-enabled=true and no fence device.
+    cib = offline_cib(["alpha", "bravo"])
+    script = _stage_script(inventory_factory()).split("cib_put resources")[0]
+    new = cib.copy_of_live()
+    assert cib.stage(script, new).returncode == 0
+    verify = subprocess.run(["crm_verify", "-V", "--xml-file", str(new)], capture_output=True, text=True)
+    assert verify.returncode != 0
+    # What tasks/cib_push.yml keys its failure on, and why.
+    assert "Errors found" in verify.stderr
+    assert "no STONITH resources have been defined" in verify.stderr
