@@ -55,7 +55,10 @@ options:
 extends_documentation_fragment:
   - ec2ha.cluster.aws
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
+  action_group:
+    membership: [ec2ha.cluster.aws]
   check_mode:
     support: full
     details: Reads the state and reports the writes it would make in RV(aws_calls) with C(planned=true).
