@@ -1,0 +1,189 @@
+"""The lab's AWS control plane: moto server, a lab CA, and a TLS front under the real AWS names.
+
+moto runs inside the lab daemon (werkzeug, threaded) so the hypervisor can read instance state
+from moto's backends directly and be told of every power change the moment the API call lands:
+polling alone would miss a stop+start pair that fence_aws makes within one poll interval, and
+RebootInstances changes nothing that a describe call shows. The controller reaches moto over
+plain HTTP on 127.0.0.1:<port>; the hosts reach the very same backends over HTTPS at
+topology.AWS_API_ADDRESS:443 inside the router namespace, under ec2.<region>.amazonaws.com etc.,
+with a certificate from the lab CA they trust.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import threading
+from pathlib import Path
+from typing import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from lab import hosts, topology
+
+CA_DIR = topology.STATE_DIR / "ca"
+ACCOUNT_ID = "123456789012"      # moto's default account: the keys the lab hands out map to it
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+# ---------------------------------------------------------------- lab CA
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def ensure_ca() -> tuple[Path, Path]:
+    """The lab CA (kept across `up`s) and a server certificate for every AWS name; returns
+    (ca.crt, server.pem with key and chain)."""
+    CA_DIR.mkdir(parents=True, exist_ok=True)
+    ca_crt, ca_key_path = CA_DIR / "ca.crt", CA_DIR / "ca.key"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if not ca_crt.exists() or not ca_key_path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec2ha lab CA")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                             False), critical=True)
+                .sign(key, hashes.SHA256()))
+        _write_key(ca_key_path, key)
+        ca_crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    server_pem = CA_DIR / "server.pem"
+    if not server_pem.exists() or server_pem.stat().st_mtime < ca_crt.stat().st_mtime:
+        _issue_server_cert(ca_crt, ca_key_path, server_pem, now)
+    return ca_crt, server_pem
+
+
+def _issue_server_cert(ca_crt: Path, ca_key_path: Path, out: Path,
+                       now: datetime.datetime) -> None:
+    ca_cert = x509.load_pem_x509_certificate(ca_crt.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName(n) for n in hosts.AWS_API_NAMES]
+    names += [x509.DNSName(f"*.{r}.amazonaws.com")
+              for r in (topology.PRIMARY_REGION, topology.DR_REGION)]
+    names.append(x509.IPAddress(ipaddress.ip_address(topology.AWS_API_ADDRESS)))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "amazonaws.com")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=825))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+                    + cert.public_bytes(serialization.Encoding.PEM) + ca_crt.read_bytes())
+    out.chmod(0o600)
+
+
+# ---------------------------------------------------------------- power-change hooks
+
+def install_power_hooks(notify: Callable[[], None]) -> None:
+    """Count every effective power change on moto's Instance and wake the hypervisor.
+
+    The count (`lab_power_generation`) lets the hypervisor tell "still running" from "stopped and
+    started again" or "rebooted", which moto's state alone cannot show.
+    """
+    from moto.ec2.models.instances import Instance, InstanceBackend
+    from moto.ec2.models.tags import TagBackend
+
+    if getattr(Instance, "_lab_hooked", False):
+        return
+
+    def hooked(original: Callable, changes_power: Callable[[str], bool]) -> Callable:
+        def wrapper(self, *args, **kwargs):
+            before = self._state.name
+            result = original(self, *args, **kwargs)
+            if changes_power(before):
+                self.lab_power_generation = getattr(self, "lab_power_generation", 0) + 1
+                notify()
+            return result
+        return wrapper
+
+    # New instances and new tags only need a prompt look, not a power count.
+    for cls, name in ((InstanceBackend, "run_instances"), (TagBackend, "create_tags")):
+        setattr(cls, name, _notifying(getattr(cls, name), notify))
+    Instance.start = hooked(Instance.start, lambda s: s not in ("running", "pending"))
+    Instance.stop = hooked(Instance.stop, lambda s: s in ("running", "pending"))
+    Instance.reboot = hooked(Instance.reboot, lambda s: s == "running")
+    Instance.terminate = hooked(Instance.terminate, lambda s: s != "terminated")
+    Instance._lab_hooked = True
+
+
+def _notifying(original: Callable, notify: Callable[[], None]) -> Callable:
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        notify()
+        return result
+    return wrapper
+
+
+# ---------------------------------------------------------------- servers
+
+def _moto_app():
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    return DomainDispatcherApplication(create_backend_app)
+
+
+def _quiet_handler():
+    """moto's request handler without a log line per request (the daemon log stays readable)."""
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, *args, **kwargs) -> None:
+            pass
+
+    return QuietHandler
+
+
+def _serve(server: BaseWSGIServer, name: str) -> threading.Thread:
+    # A short poll interval: shutdown() waits for the serving loop's next turn.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_moto(address: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+    """moto over HTTP on loopback: the controller's endpoint_url."""
+    server = make_server(address, port, _moto_app(), threaded=True,
+                         request_handler=_quiet_handler())
+    _serve(server, "moto-http")
+    return server
+
+
+def start_tls_front(server_pem: Path, netns: str = topology.ROUTER_NS,
+                    address: str = topology.AWS_API_ADDRESS, port: int = 443) -> BaseWSGIServer:
+    """moto over HTTPS at address:port inside `netns`, the AWS API the hosts see."""
+    sock = hosts.listen_in_netns(netns, address, port)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_pem)
+    try:
+        server = make_server(address, port, _moto_app(), threaded=True,
+                             request_handler=_quiet_handler(), ssl_context=context,
+                             fd=sock.fileno())
+    finally:
+        sock.close()     # make_server duplicated the descriptor
+    _serve(server, "moto-tls")
+    return server
+
+
+def stop_server(server: BaseWSGIServer) -> None:
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,178 @@
+"""The long-running lab process (`python -m lab daemon`, started by `lab up`).
+
+It owns, in one process: moto (HTTP on loopback for the controller, HTTPS in the router
+namespace for the hosts), the hypervisor loop, the hosts' IMDS servers and the network data
+plane's reconciler (lab/network.py, when present). On SIGTERM it powers every host off,
+removes their namespaces and disks, stops its servers and exits: `lab down` only has to signal
+it and wait for its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from lab import control, hosts, hypervisor, topology, world
+
+LAB_JSON = topology.STATE_DIR / "lab.json"
+SSH_DIR = topology.STATE_DIR / "ssh"
+ROUTER_MARK = topology.STATE_DIR / "router-by-hypervisor"
+
+
+def ensure_ssh_key() -> tuple[Path, str]:
+    """The lab's SSH key (kept across `up`s): root's authorized key in every host."""
+    SSH_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = SSH_DIR / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ec2ha-lab",
+                        "-f", str(key)], check=True)
+    return key, (SSH_DIR / "id_ed25519.pub").read_text()
+
+
+def _network_class():
+    """lab/network.py's Network (the data plane, built by its own helper), or None if absent."""
+    try:
+        from lab.network import Network
+    except ImportError:
+        return None
+    return Network
+
+
+def ensure_router(endpoint_url: str):
+    """The data plane set up (router namespace with AWS_API_ADDRESS, clients, resolver).
+
+    Returns lab/network.py's Network. Stand-in while that module is absent: the router namespace
+    with AWS_API_ADDRESS on its lo (no dummy links on this kernel), removed by `remove_router`.
+    """
+    network_class = _network_class()
+    if network_class is not None:
+        network = network_class(endpoint_url, topology.STATE_DIR)
+        network.setup()
+        return network
+    if hosts.ensure_netns(topology.ROUTER_NS):
+        ROUTER_MARK.write_text("created by lab/daemon.py\n")
+    hosts.run(["ip", "-n", topology.ROUTER_NS, "addr", "replace",
+               f"{topology.AWS_API_ADDRESS}/32", "dev", "lo"])
+    return None
+
+
+def remove_router(network=None) -> None:
+    """Undo ensure_router; without `network` (a crashed daemon), a fresh Network tears down."""
+    network_class = _network_class()
+    if network is None and network_class is not None:
+        network = network_class("http://127.0.0.1:9", topology.STATE_DIR)
+    if network is not None:
+        network.teardown()
+    if ROUTER_MARK.exists():
+        hosts.delete_netns(topology.ROUTER_NS)
+        ROUTER_MARK.unlink()
+
+
+def run_network(network, stop: threading.Event, interval: float = 0.2) -> None:
+    """The data plane's reconcile loop, in its own thread so that a slow pass (it reads moto
+    over HTTP) never delays a power change."""
+    while not stop.wait(interval):
+        try:
+            network.tick()
+        except Exception:               # a bad pass is logged; the next one starts afresh
+            traceback.print_exc()
+
+
+def start_network(network, stop: threading.Event) -> threading.Thread | None:
+    if network is None:
+        return None
+    thread = threading.Thread(target=run_network, args=(network, stop), name="network",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def write_lab_json(data: dict) -> None:
+    tmp = LAB_JSON.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(LAB_JSON)
+
+
+def credentials() -> dict[str, str]:
+    return {"aws_access_key_id": control.ACCESS_KEY,
+            "aws_secret_access_key": control.SECRET_KEY}
+
+
+def build_world(endpoint: str, public_key: str, out: dict) -> None:
+    try:
+        out["ids"] = world.create(endpoint, public_key, **credentials())
+        world.warm_up(endpoint, **credentials())
+    except Exception as exc:        # handed to main()
+        out["error"] = exc
+
+
+def main() -> int:
+    """Bring the lab's control plane up, serve until SIGTERM, then tear everything down."""
+    topology.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    started = time.monotonic()
+    servers = []
+    hv = None
+    network = network_thread = None
+    try:
+        ca_crt, server_pem = control.ensure_ca()
+        ssh_key, public_key = ensure_ssh_key()
+        hv = hypervisor.Hypervisor(ca_crt.read_bytes(), public_key, ssh_key)
+        control.install_power_hooks(hv.wake.set)
+        moto = control.start_moto()
+        servers.append(moto)
+        endpoint = f"http://127.0.0.1:{moto.server_address[1]}"
+        # moto's first request per service imports and parses seconds of JSON: build the world
+        # (and warm the services the hosts call) while the data plane is set up.
+        built: dict = {}
+        builder = threading.Thread(target=build_world, args=(endpoint, public_key, built),
+                                   name="world")
+        builder.start()
+        try:
+            network = ensure_router(endpoint)
+            servers.append(control.start_tls_front(server_pem))
+        finally:
+            builder.join()
+        if "error" in built:
+            raise built["error"]
+        ids = built["ids"]
+        hypervisor.write_access_files([], ssh_key)
+        network_thread = start_network(network, stop)
+        write_lab_json({
+            "ready": True, "pid": os.getpid(), "endpoint_url": endpoint,
+            "aws_access_key_id": control.ACCESS_KEY,
+            "aws_secret_access_key": control.SECRET_KEY,
+            "region": topology.PRIMARY_REGION, "dr_region": topology.DR_REGION,
+            "aws_api_address": topology.AWS_API_ADDRESS, "ca_cert": str(ca_crt),
+            "ssh_key": str(ssh_key), "ssh_config": str(hypervisor.SSH_CONFIG),
+            "inventory": str(hypervisor.INVENTORY), "world": ids,
+            "network_plane": network_thread is not None,
+            "daemon_start_seconds": round(time.monotonic() - started, 3),
+        })
+        print(f"lab daemon ready in {time.monotonic() - started:.2f} s at {endpoint}", flush=True)
+        hv.run(stop)
+        return 0
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        stop.set()
+        if hv is not None:
+            hv.shutdown()
+        if network_thread is not None:
+            network_thread.join(timeout=10)
+        for server in reversed(servers):
+            control.stop_server(server)
+        remove_router(network)
+        LAB_JSON.unlink(missing_ok=True)
+        print("lab daemon stopped", flush=True)
+        sys.stdout.flush()

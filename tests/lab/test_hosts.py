@@ -1,0 +1,150 @@
+"""Lab hosts follow their EC2 instances: boot, power-off, power-on with the disk kept, reboot,
+terminate; and the lab itself comes down clean and up again at once."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import cli, hosts, lab_command, topology, wait_for
+
+POWER_FOLLOW = 0.5      # the hypervisor's promise: a power change follows the API call within this
+
+
+def test_down_leaves_nothing_and_up_works_again_at_once(lab):
+    old_pid = lab["pid"]
+    result = lab_command("down")
+    assert result.returncode == 0, result.stderr
+    assert cli.leftovers() == []
+    assert not hosts.netns_exists(topology.ROUTER_NS)
+    assert not hosts.pid_matches(old_pid, cli.DAEMON_MARKER)
+    result = lab_command("up")
+    assert result.returncode == 0, result.stderr
+    info = cli.lab_info()
+    assert info["ready"] and info["pid"] != old_pid
+    assert hosts.netns_exists(topology.ROUTER_NS)
+
+
+def test_tagged_instance_boots_and_answers_its_hostname_over_ssh(launch):
+    node = launch("lab-node-a")
+    node.wait_up()
+    assert node.check("hostname").strip() == "lab-node-a"
+    assert node.check("cat /proc/1/comm").strip() == "tini"
+
+
+def test_untagged_instance_gets_no_host(launch, ec2):
+    tagged = launch("tagged")
+    plain = launch("plain", tagged=False)
+    tagged.wait_up()
+    assert not hosts.netns_exists(topology.host_netns(plain.id))
+    assert not hosts.host_dir(plain.id).exists()
+
+
+def test_host_without_name_tag_is_named_from_its_address(lab, ec2):
+    primary = lab["world"]["primary"]
+    reply = ec2.run_instances(
+        ImageId=primary["image_id"], MinCount=1, MaxCount=1, SubnetId=primary["subnet_ids"]["b"],
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": topology.LAB_HOST_TAG, "Value": "true"}]}])
+    instance = reply["Instances"][0]
+    from conftest import Node
+    node = Node(lab, instance["InstanceId"], instance["PrivateIpAddress"], "unnamed")
+    try:
+        node.wait_up()
+        assert node.check("hostname").strip() == "ip-" + node.ip.replace(".", "-")
+    finally:
+        ec2.terminate_instances(InstanceIds=[node.id])
+        wait_for(lambda: not hosts.netns_exists(topology.host_netns(node.id)), 10)
+
+
+def test_stop_powers_off_and_start_boots_with_the_disk_kept(launch, ec2):
+    node = launch("lab-node-stop")
+    node.wait_up()
+    node.check("echo before-stop > /var/tmp/disk-survives && echo x > /run/lost-on-power-off")
+    called = time.monotonic()
+    ec2.stop_instances(InstanceIds=[node.id])
+    wait_for(lambda: not node.powered(), POWER_FOLLOW, 0.005, "power-off")
+    assert time.monotonic() - called <= POWER_FOLLOW
+    assert not node.reachable()
+    assert node.state(ec2) == "stopped"
+    called = time.monotonic()
+    ec2.start_instances(InstanceIds=[node.id])
+    wait_for(node.powered, POWER_FOLLOW, 0.005, "power-on")
+    node.wait_up()
+    assert node.check("cat /var/tmp/disk-survives").strip() == "before-stop"
+    assert node.ssh("test -e /run/lost-on-power-off").returncode == 1
+    assert node.check("hostname").strip() == "lab-node-stop"
+
+
+def test_reboot_restarts_the_host(launch, ec2):
+    node = launch("lab-node-reboot")
+    node.wait_up()
+    node.check("touch /run/gone-after-reboot /var/tmp/kept-after-reboot")
+    first_pid1 = (hosts.host_dir(node.id) / "pid").read_text()
+    ec2.reboot_instances(InstanceIds=[node.id])
+    wait_for(lambda: (hosts.host_dir(node.id) / "pid").exists()
+             and (hosts.host_dir(node.id) / "pid").read_text() != first_pid1,
+             POWER_FOLLOW, 0.005, "the reboot")
+    node.wait_up()
+    assert node.ssh("test -e /run/gone-after-reboot").returncode == 1
+    assert node.ssh("test -e /var/tmp/kept-after-reboot").returncode == 0
+
+
+def test_stop_and_start_within_one_poll_still_power_cycles(launch, ec2):
+    node = launch("lab-node-cycle")
+    node.wait_up()
+    node.check("touch /run/cycle-marker")
+    ec2.stop_instances(InstanceIds=[node.id])
+    ec2.start_instances(InstanceIds=[node.id])
+    node.wait_up()
+    wait_for(lambda: node.ssh("test -e /run/cycle-marker").returncode == 1, 5, 0.1,
+             "the host to have been power-cycled")
+
+
+def test_boot_drops_addresses_a_real_stop_start_loses(launch, ec2):
+    node = launch("lab-node-vip")
+    node.wait_up()
+    wait_for(lambda: node.check("ip -o -4 addr show dev eth0 2>/dev/null"), 10, 0.1,
+             "the data plane's eth0 in the host")
+    node.check("ip addr add 192.168.77.7/32 dev eth0")
+    ec2.stop_instances(InstanceIds=[node.id])
+    wait_for(lambda: not node.powered(), POWER_FOLLOW, 0.005, "power-off")
+    ec2.start_instances(InstanceIds=[node.id])
+    node.wait_up()
+    addresses = node.check("ip -o -4 addr show")
+    assert "192.168.77.7" not in addresses
+    assert node.ip in addresses
+
+
+def test_terminate_removes_namespace_and_disk(launch, ec2):
+    node = launch("lab-node-gone")
+    node.wait_up()
+    assert hosts.host_dir(node.id).exists()
+    ec2.terminate_instances(InstanceIds=[node.id])
+    wait_for(lambda: not hosts.netns_exists(topology.host_netns(node.id)), POWER_FOLLOW, 0.005,
+             "the host namespace to go")
+    wait_for(lambda: not hosts.host_dir(node.id).exists(), 2, 0.01, "the host disk to go")
+
+
+def test_host_calls_the_aws_api_over_tls_with_stock_boto3(launch, lab):
+    """Debian's python3-boto3 in the host, no endpoint_url: DNS (/etc/hosts) + lab CA do it."""
+    node = launch("lab-node-api")
+    node.wait_up()
+    script = ("import boto3; r = boto3.client('ec2', region_name='us-east-1')"
+              f".describe_instances(InstanceIds=['{node.id}']);"
+              " print(r['Reservations'][0]['Instances'][0]['PrivateIpAddress'])")
+    out = node.check(f"AWS_ACCESS_KEY_ID={lab['aws_access_key_id']} "
+                     f"AWS_SECRET_ACCESS_KEY={lab['aws_secret_access_key']} "
+                     f"/usr/bin/python3 -c \"{script}\"")
+    assert out.strip() == node.ip
+
+
+def test_inventory_and_ssh_config_name_every_host(launch, lab):
+    node = launch("lab-node-inv")
+    node.wait_up()
+    inventory = wait_for(lambda: "lab-node-inv" in open(lab["inventory"]).read()
+                         and open(lab["inventory"]).read(), 2, what="the inventory entry")
+    assert f"ansible_host: {node.ip}" in inventory
+    assert f"ec2_instance_id: {node.id}" in inventory
+    from conftest import Node
+    by_name = Node(lab, node.id, "lab-node-inv", "by-name")
+    assert by_name.check("hostname").strip() == "lab-node-inv"
