@@ -80,7 +80,8 @@ class Route:
         where = self.network_interface_id or self.other_target or "no target"
         if self.instance_id:
             where += f" ({self.instance_id})"
-        return f"a {self.state} route to {where}"
+        article = "an" if self.state == ACTIVE else "a"
+        return f"{article} {self.state} route to {where}"
 
 
 @dataclasses.dataclass

@@ -152,7 +152,7 @@ details:
   type: list
   elements: str
   sample:
-    - "rtb-0aaaaaaaaaaaaaaa1 has a active route to eni-0fffffffffffffff1 (i-0fffffffffffffff1) for 192.168.100.10/32,
+    - "rtb-0aaaaaaaaaaaaaaa1 has an active route to eni-0fffffffffffffff1 (i-0fffffffffffffff1) for 192.168.100.10/32,
       expected eni-0123456789abcdef0 of i-0123456789abcdef0 (db1)"
 before:
   description: The state before the run, per route table and per network interface.

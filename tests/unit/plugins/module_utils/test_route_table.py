@@ -237,7 +237,7 @@ def test_verify_fails_when_the_reread_differs(stubbed):
     queue_write(ec2, "replace_route", RTBS[0])
     queue_read(ec2, [table(RTBS[0], route(ENI1))], [eni(ENI1, NODE1, False), eni(ENI2, NODE2, False)])
 
-    with pytest.raises(VerifyError, match=f"After the writes, {RTBS[0]} has a active route to {ENI1}"):
+    with pytest.raises(VerifyError, match=f"After the writes, {RTBS[0]} has an active route to {ENI1}"):
         route_table.converge(stubbed.aws, target(tables=RTBS[:1]), verify_timeout=0)
 
 
@@ -290,7 +290,7 @@ def test_monitor_reports_wrong_with_details(stubbed):
     status = route_table.monitor(stubbed.aws, target())
     assert status.status == "wrong"
     assert [d.split(" ")[0] for d in status.details] == [RTBS[0], RTBS[2], ENI2]
-    assert f"a active route to {ENI1} ({NODE1})" in status.details[0]
+    assert f"an active route to {ENI1} ({NODE1})" in status.details[0]
     assert "no route" in status.details[1]
 
 
