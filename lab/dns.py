@@ -1,0 +1,247 @@
+"""The lab's Route 53 Resolver: answers from moto's hosted zones, inside ROUTER_NS.
+
+    start(endpoint_url, state_dir) -> pid    # `python -m lab.dns serve`, PID in state_dir/dns.pid
+    stop(state_dir)                          # SIGTERM (then SIGKILL) that PID
+
+The process runs in the machine's root namespace, where moto listens on loopback; only its
+socket is made inside ROUTER_NS (by a thread that joined it). That UDP socket on 0.0.0.0:53 serves every resolver address the data plane puts on
+ROUTER_NS's lo (each lab VPC's base + 2) and the router's internet-side address; IP_PKTINFO
+tells which address was asked so the answer leaves from it. The nftables rules of
+lab/network.py let a VPC's resolver be reached from that VPC only (and the primary VPC's from on
+premises, as through an inbound endpoint).
+
+Answers: public zones to every client; a private zone only to a client whose source address lies
+in one of the zone's VPCs, or on premises (ONPREM_CIDR) asking the primary VPC's resolver when
+the primary VPC is associated. The most specific visible zone wins (private before public at the
+same name). Records come with their TTLs; a name missing from that zone is NXDOMAIN, a name
+without the asked type NOERROR with no answer, a name under no visible zone NXDOMAIN too (the
+lab has no internet to recurse to) except *.amazonaws.com, which points at AWS_API_ADDRESS.
+moto's zones are cached for at most CACHE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+from lab import topology
+from lab.hosts import in_netns
+from lab.snapshot import Vpc, Zone, read_route53, read_vpcs
+
+CACHE_SECONDS = 0.2
+AWS_API_TTL = 60
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+PID_FILE = "dns.pid"
+LOG_FILE = "dns.log"
+
+Answer = Tuple[str, List[Tuple[str, str, int, str]]]   # rcode, [(name, type, ttl, value)]
+
+
+@dataclass(frozen=True)
+class View:
+    """What the resolver knows at one moment: zones and the VPCs that place clients."""
+
+    zones: Tuple[Zone, ...]
+    vpcs: Tuple[Vpc, ...]
+
+
+def _in(address: str, cidr: str) -> bool:
+    return ipaddress.ip_address(address) in ipaddress.ip_network(cidr)
+
+
+def _primary(vpcs: Sequence[Vpc]) -> Optional[Vpc]:
+    return next((v for v in vpcs if v.region == topology.PRIMARY_REGION and v.lab
+                 and v.cidr == topology.PRIMARY_VPC_CIDR), None)
+
+
+def zone_visible(zone: Zone, view: View, client: str, resolver: str) -> bool:
+    if not zone.private:
+        return True
+    associated = [v for v in view.vpcs if (v.region, v.id) in zone.vpcs]
+    if any(_in(client, v.cidr) for v in associated):
+        return True
+    primary = _primary(view.vpcs)
+    return (primary is not None and primary in associated and _in(client, topology.ONPREM_CIDR)
+            and resolver == primary.resolver)
+
+
+def answer(view: View, qname: str, qtype: str, client: str, resolver: str) -> Answer:
+    """The resolver's answer to one question (a pure function of the view)."""
+    name = qname.lower() if qname.endswith(".") else qname.lower() + "."
+    zones = [z for z in view.zones if (name == z.name or name.endswith("." + z.name))
+             and zone_visible(z, view, client, resolver)]
+    if not zones:
+        if name.endswith(".amazonaws.com.") and qtype == "A":
+            return "NOERROR", [(name, "A", AWS_API_TTL, topology.AWS_API_ADDRESS)]
+        return "NXDOMAIN", []
+    zone = max(zones, key=lambda z: (len(z.name), z.private))
+    found = zone.records.get((name, qtype))
+    if found:
+        ttl, values = found
+        return "NOERROR", [(name, qtype, ttl, v) for v in values]
+    cname = zone.records.get((name, "CNAME"))
+    if cname:
+        ttl, (target,) = cname[0], cname[1][:1]
+        rcode, rest = answer(view, target, qtype, client, resolver) if target.lower() != name else ("NOERROR", [])
+        return rcode, [(name, "CNAME", ttl, target)] + rest
+    if any(rname == name for rname, _ in zone.records) or name == zone.name:
+        return "NOERROR", []
+    return "NXDOMAIN", []
+
+
+class ZoneCache:
+    """moto's zones and VPCs, re-read when older than CACHE_SECONDS at question time."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.route53 = session.client("route53", region_name=topology.PRIMARY_REGION, endpoint_url=endpoint_url)
+        self.ec2 = {r: session.client("ec2", region_name=r, endpoint_url=endpoint_url)
+                    for r in (topology.PRIMARY_REGION, topology.DR_REGION)}
+        self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="lab-dns")
+        self.view: Optional[View] = None
+        self.read_at = 0.0
+
+    def get(self) -> View:
+        if self.view is None or time.monotonic() - self.read_at > CACHE_SECONDS:
+            started = time.monotonic()
+            vpcs = self.pool.submit(read_vpcs, self.ec2, self.pool)
+            zones = read_route53(self.route53, self.pool)
+            self.view = View(zones=zones, vpcs=vpcs.result())
+            self.read_at = started            # the age counts from before the read
+        return self.view
+
+
+def _reply(request: Any, rcode: str, records: List[Tuple[str, str, int, str]]) -> bytes:
+    from dnslib import RCODE, RR
+
+    reply = request.reply()
+    reply.header.rcode = getattr(RCODE, rcode)
+    for name, rtype, ttl, value in records:
+        reply.add_answer(*RR.fromZone(f"{name} {ttl} IN {rtype} {value}"))
+    return reply.pack()
+
+
+def handle(cache: ZoneCache, data: bytes, client: str, resolver: str) -> Optional[bytes]:
+    from dnslib import QTYPE, DNSRecord
+
+    try:
+        request = DNSRecord.parse(data)
+    except Exception:  # not DNS: nothing to answer
+        return None
+    if not request.questions:
+        return _reply(request, "FORMERR", [])
+    question = request.questions[0]
+    try:
+        view = cache.get()
+    except Exception as exc:  # moto unreachable: SERVFAIL, as a resolver whose backend failed
+        print(f"lab dns: reading moto failed: {exc}", file=sys.stderr, flush=True)
+        return _reply(request, "SERVFAIL", [])
+    rcode, records = answer(view, str(question.qname), QTYPE[question.qtype], client, resolver)
+    return _reply(request, rcode, records)
+
+
+def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53) -> None:
+    cache = ZoneCache(endpoint_url)
+
+    def make_socket() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.bind(("0.0.0.0", port))
+        return sock
+
+    # The socket lives in ROUTER_NS; the process stays in the root namespace, where moto is.
+    sock: socket.socket = in_netns(router_ns, make_socket)  # type: ignore[assignment]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        cache.get()                            # warm: the first read builds the boto3 clients
+    except Exception as exc:  # moto not up yet: the first question retries
+        print(f"lab dns: first read of moto failed: {exc}", file=sys.stderr, flush=True)
+    print(f"lab dns: serving on 0.0.0.0:{port}", file=sys.stderr, flush=True)
+    while True:
+        data, ancillary, _flags, peer = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        local = next((cdata[8:12] for level, kind, cdata in ancillary
+                      if level == socket.IPPROTO_IP and kind == IP_PKTINFO), None)
+        if local is None:
+            continue
+        payload = handle(cache, data, peer[0], socket.inet_ntoa(local))
+        if payload is not None:
+            # in_pktinfo.ipi_spec_dst = the address asked: the answer leaves from it.
+            sock.sendmsg([payload], [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("i4s4s", 0, local, bytes(4)))],
+                       0, peer)
+
+
+def start(endpoint_url: str, state_dir: Path, router_ns: str = topology.ROUTER_NS) -> int:
+    """Start the resolver for `router_ns`; returns its PID (also in state_dir/dns.pid)."""
+    stop(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(topology.REPO), PYTHONUNBUFFERED="1")
+    with open(state_dir / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.dns", "serve", "--endpoint", endpoint_url, "--router-ns", router_ns],
+            cwd=str(topology.REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (state_dir / PID_FILE).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(state_dir: Path) -> None:
+    """Stop the resolver named in state_dir/dns.pid (only if that PID is still the resolver)."""
+    pid_file = Path(state_dir) / PID_FILE
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    if _is_resolver(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not _gone(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.02)
+    pid_file.unlink(missing_ok=True)
+
+
+def _is_resolver(pid: int) -> bool:
+    try:
+        return b"lab.dns" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _gone(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return True                       # our child, now reaped
+    except ChildProcessError:
+        pass                                  # started by another process: watch /proc
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lab.dns", description="the lab's Route 53 Resolver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = sub.add_parser("serve")
+    serve_cmd.add_argument("--endpoint", required=True)
+    serve_cmd.add_argument("--router-ns", default=topology.ROUTER_NS)
+    serve_cmd.add_argument("--port", type=int, default=53)
+    args = parser.parse_args(argv)
+    serve(args.endpoint, args.router_ns, args.port)
+
+
+if __name__ == "__main__":
+    main()
