@@ -1,0 +1,258 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""replication against a real PostgreSQL 15 on loopback: the rendered settings
+pass PAF's own checks (postgres -C), pg_hba rejects replication from the node's
+own address and lets the peer in, the role's SQL runs, and the sync guard
+releases a commit that waits for a standby that is gone."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from roletools import ROLES, require
+
+BINDIR = Path("/usr/lib/postgresql/15/bin")
+GUARD = ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*cmd: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, **kw)
+
+
+def _poll(check, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Server:
+    def __init__(self, base: Path, inv) -> None:
+        self.base, self.inv = base, inv
+        self.data, self.conf, self.sock = base / "data", base / "conf", base / "sock"
+        self.port = inv.common["replication_pg_port"]
+
+    def psql(self, sql: str, **kw) -> subprocess.CompletedProcess:
+        return _as_postgres("psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", str(self.sock), "-p", str(self.port),
+                            "-d", "postgres", "-c", sql, **kw)
+
+    def write_hba(self, host: str) -> None:
+        (self.conf / "pg_hba.conf").write_text(self.inv.render(host, "replication", "pg_hba.conf.j2"))
+
+    def pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().splitlines()[0])
+
+
+@pytest.fixture(scope="module")
+def server(request) -> Iterator[Server]:
+    require("runuser")
+    if not (BINDIR / "initdb").exists() or shutil.which("psql") is None:
+        pytest.skip("needs PostgreSQL 15 (apt-get install postgresql-15)")
+    # postgres must traverse the directory: pytest's tmp_path is private to root.
+    base = Path(tempfile.mkdtemp(prefix="ec2ha-pg-", dir="/tmp"))
+    pg = pwd.getpwnam("postgres")
+    from roletools import Inventory  # noqa: PLC0415
+    inv = _inventory(Inventory, base)
+    srv = Server(base, inv)
+    try:
+        for d in (srv.data, srv.conf / "conf.d", srv.sock):
+            d.mkdir(parents=True)
+        for d in (base, srv.data, srv.conf, srv.conf / "conf.d", srv.sock):
+            os.chown(d, pg.pw_uid, pg.pw_gid)
+        init = _as_postgres(str(BINDIR / "initdb"), "-D", str(srv.data), "-U", "postgres", "--auth-local=peer",
+                            "--auth-host=scram-sha-256")
+        assert init.returncode == 0, init.stderr
+        # Debian's layout: configuration in its own directory, conf.d included.
+        (srv.conf / "postgresql.conf").write_text(
+            f"data_directory = '{srv.data}'\nhba_file = '{srv.conf}/pg_hba.conf'\n"
+            f"ident_file = '{srv.data}/pg_ident.conf'\ninclude_dir = 'conf.d'\n")
+        (srv.conf / "conf.d" / "ec2ha-replication.conf").write_text(
+            inv.render("alpha", "replication", "postgresql-ec2ha.conf.j2"))
+        srv.write_hba("alpha")
+        started = _as_postgres(str(BINDIR / "pg_ctl"), "-D", str(srv.data), "-o",
+                               f"-c config_file={srv.conf}/postgresql.conf", "-l", str(base / "log"), "-w",
+                               "-t", "30", "start")
+        assert started.returncode == 0, started.stdout + started.stderr + (base / "log").read_text()
+        yield srv
+    finally:
+        if (srv.data / "postmaster.pid").exists():
+            pid = srv.pid()
+            os.kill(pid, signal.SIGINT)  # fast shutdown, by PID
+
+            def gone() -> bool:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return True
+                return False
+            _poll(gone, "postgres to stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _inventory(inventory_cls, base: Path):
+    settings = {"heartbeat_fence_region": "us-east-1", "replication_vip": "192.168.100.10",
+                "replication_password": "s3cret'pw", "replication_pg_port": _free_port(),
+                "replication_pg_socket_dir": str(base / "sock"), "replication_pg_listen_addresses": "127.0.0.1"}
+    hosts = {"alpha": {"heartbeat_node_addr": "127.0.0.1", "heartbeat_instance_id": "i-0aaaaaaaaaaaaaaa1"},
+             "bravo": {"heartbeat_node_addr": "127.0.0.2", "heartbeat_instance_id": "i-0bbbbbbbbbbbbbbb2"}}
+    return inventory_cls(hosts, settings)
+
+
+def _task(file: str, name: str) -> dict:
+    for task in yaml.safe_load((ROLES / "replication" / "tasks" / file).read_text()):
+        for inner in [task] + task.get("block", []):
+            if inner.get("name") == name:
+                return inner
+    raise AssertionError(f"no task {name!r} in {file}")
+
+
+def test_settings_pass_paf_checks(server):
+    # The very checks pgsqlms validate-all runs on PostgreSQL 12+ (postgres -C with -D = the config dir).
+    postgres = str(BINDIR / "postgres")
+    timeline = _as_postgres(postgres, "-C", "recovery_target_timeline", "-D", str(server.conf))
+    assert timeline.stdout.strip() == "latest", timeline.stderr
+    conninfo = _as_postgres(postgres, "-C", "primary_conninfo", "-D", str(server.conf)).stdout
+    assert "application_name=alpha" in conninfo and "host=192.168.100.10" in conninfo
+    assert server.psql("SHOW wal_level").stdout.strip() == "replica"
+    assert server.psql("SHOW wal_log_hints").stdout.strip() == "on"
+    assert server.psql("SHOW synchronous_standby_names").stdout.strip() == ""
+
+
+def test_role_sql_creates_the_replication_role(server):
+    create = _task("bootstrap.yml", "Create the replication role")["ansible.builtin.command"]["stdin"]
+    sql = server.inv.evaluate("alpha", create)
+    run = _as_postgres("psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", str(server.sock), "-p", str(server.port),
+                       "-d", "postgres", input=sql)
+    assert run.returncode == 0, run.stderr
+    assert server.psql("SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'").stdout.strip() == "t"
+
+
+def _replication_connect(server) -> subprocess.CompletedProcess:
+    dsn = f"host=127.0.0.1 port={server.port} user=replicator replication=true"
+    return subprocess.run(["psql", "-XAtq", dsn, "-c", "IDENTIFY_SYSTEM"], capture_output=True, text=True,
+                          env=dict(os.environ, PGPASSWORD="s3cret'pw", PGCONNECT_TIMEOUT="5"))
+
+
+def test_hba_rejects_own_address_and_vip_and_admits_the_peer(server):
+    if server.psql("SELECT 1 FROM pg_roles WHERE rolname = 'replicator'").stdout.strip() != "1":
+        test_role_sql_creates_the_replication_role(server)
+    rules = server.psql("SELECT database[1], address, auth_method, coalesce(error, '') FROM pg_hba_file_rules"
+                        ).stdout.splitlines()
+    assert all(not r.endswith("|") or r.split("|")[3] == "" for r in rules)
+    assert "replication|192.168.100.10|reject|" in rules
+    assert "replication|127.0.0.1|reject|" in rules
+    # alpha's own address is 127.0.0.1: a replication connection from it is refused.
+    refused = _replication_connect(server)
+    assert refused.returncode != 0
+    assert 'pg_hba.conf rejects replication connection for host "127.0.0.1"' in refused.stderr
+    # From bravo's point of view 127.0.0.1 is the peer (alpha): admitted with the password.
+    server.write_hba("bravo")
+    assert server.psql("SELECT pg_reload_conf()").returncode == 0
+    admitted = _poll(lambda: (r := _replication_connect(server)).returncode == 0 and r, "hba reload")
+    assert admitted.stdout.count("|") == 3  # systemid|timeline|xlogpos|dbname (empty: physical)
+
+
+@pytest.fixture
+def pacemaker_stubs(tmp_path: Path):
+    """crm_mon / crm_attribute stand-ins: membership from a file, attribute
+    writes logged with the synchronous_standby_names in force at that moment."""
+    def make(server, bravo: str) -> Path:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        online, unclean = {"member": ("true", "false"), "clean": ("false", "false"),
+                           "unclean": ("false", "true")}[bravo]
+        (bin_dir / "crm_mon").write_text(
+            "#!/bin/sh\ncat <<'EOF'\n<pacemaker-result><nodes>"
+            '<node name="alpha" id="1" online="true" unclean="false"/>'
+            f'<node name="bravo" id="2" online="{online}" unclean="{unclean}"/>'
+            "</nodes></pacemaker-result>\nEOF\n")
+        (bin_dir / "crm_attribute").write_text(
+            "#!/bin/sh\ncase \"$*\" in *--query*) exit 6;; esac\n"
+            f"ssn=$(runuser -u postgres -- psql -XAtq -h {server.sock} -p {server.port} -d postgres "
+            "-c 'SHOW synchronous_standby_names')\n"
+            f"echo \"$* ssn=$ssn\" >> {tmp_path}/attr.log\n")
+        for f in bin_dir.iterdir():
+            f.chmod(0o755)
+        return bin_dir
+    return make
+
+
+def _guard(server, bin_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["/usr/bin/python3", str(GUARD), "--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha",
+         "--pghost", str(server.sock), "--pgport", str(server.port), "--once"],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PATH=f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"))
+
+
+def _blocked_write(server) -> subprocess.Popen:
+    assert server.psql("CREATE TABLE IF NOT EXISTS probe (x int)").returncode == 0
+    server.psql("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"bravo\")'")
+    server.psql("SELECT pg_reload_conf()")
+    _poll(lambda: server.psql("SHOW synchronous_standby_names").stdout.strip() == 'ANY 1 ("bravo")', "reload")
+    write = subprocess.Popen(["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-h", str(server.sock), "-p",
+                              str(server.port), "-d", "postgres", "-c", "INSERT INTO probe VALUES (1)"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with pytest.raises(subprocess.TimeoutExpired):
+        write.wait(timeout=2)  # the commit waits for a standby that is not there
+    return write
+
+
+def test_guard_waits_for_fencing_while_the_standby_node_is_unclean(server, pacemaker_stubs, tmp_path):
+    write = _blocked_write(server)
+    try:
+        result = _guard(server, pacemaker_stubs(server, "unclean"))
+        assert result.returncode == 0, result.stderr
+        assert "waiting-for-fencing" in result.stderr
+        assert server.psql("SHOW synchronous_standby_names").stdout.strip() == 'ANY 1 ("bravo")'
+        with pytest.raises(subprocess.TimeoutExpired):
+            write.wait(timeout=1)
+        log = (tmp_path / "attr.log").read_text()
+        assert "--node bravo --name ec2ha-pgsql-sync --lifetime forever --update 0" in log
+    finally:
+        server.psql("ALTER SYSTEM RESET synchronous_standby_names")
+        server.psql("SELECT pg_reload_conf()")
+        write.wait(timeout=30)
+
+
+def test_guard_degrades_and_releases_the_waiting_commit(server, pacemaker_stubs, tmp_path):
+    write = _blocked_write(server)
+    try:
+        result = _guard(server, pacemaker_stubs(server, "clean"))
+        assert result.returncode == 0, result.stderr
+        assert "replication state: degraded" in result.stderr
+        assert write.wait(timeout=30) == 0  # released: the primary keeps accepting writes
+        assert server.psql("SHOW synchronous_standby_names").stdout.strip() == ""
+        log = (tmp_path / "attr.log").read_text().splitlines()
+        bravo = [line for line in log if "--node bravo --name ec2ha-pgsql-sync" in line]
+        # bravo loses its right to be promoted BEFORE commits stop waiting for it.
+        assert bravo == ['--node bravo --name ec2ha-pgsql-sync --lifetime forever --update 0 ssn=ANY 1 ("bravo")']
+        assert any("--node alpha --name ec2ha-pgsql-replication --lifetime reboot --update degraded" in line
+                   for line in log)
+    finally:
+        if write.poll() is None:
+            write.kill()
+            write.wait(timeout=10)

@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The sync guard's policy (decide) case by case, and the role contracts:
+every public variable has a default, is declared, and carries the role prefix."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import sys
+
+import pytest
+import yaml
+
+from roletools import ROLES, defaults
+
+
+def _guard():
+    path = str(ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard")
+    loader = importlib.machinery.SourceFileLoader("ec2ha_pgsql_sync_guard", path)
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
+
+
+GUARD = _guard()
+SYNC = 'ANY 1 ("bravo")'
+
+
+def decide(mode="sync", membership="member", row=("streaming", "quorum"), ssn=SYNC, attrs=None):
+    rows = {"bravo": row} if row else {}
+    return GUARD.decide(mode, "alpha", ["bravo"], {"bravo": membership}, rows, ssn,
+                        {"alpha": "1", "bravo": "1"} if attrs is None else attrs)
+
+
+def test_in_sync_standby_changes_nothing():
+    plan = decide()
+    assert plan.status == "sync" and plan.actions == []
+
+
+def test_returning_standby_gets_sync_back_but_is_promotable_only_once_in_sync():
+    plan = decide(ssn="", row=("streaming", "async"), attrs={"alpha": "1", "bravo": "0"})
+    assert plan.status == "catching-up"
+    assert plan.actions == [("ssn", SYNC)]
+    plan = decide(row=("streaming", "quorum"), attrs={"alpha": "1", "bravo": "0"})
+    assert plan.actions == [("attr", "bravo", "1")]
+
+
+def test_catchup_state_is_not_streaming_so_the_primary_does_not_block():
+    plan = decide(row=("catchup", "potential"))
+    assert plan.status == "degraded"
+    assert plan.actions == [("attr", "bravo", "0"), ("ssn", "")]
+
+
+@pytest.mark.parametrize("membership", ["member", "clean"])
+def test_gone_standby_loses_promotion_before_commits_stop_waiting(membership):
+    plan = decide(membership=membership, row=None)
+    assert plan.status == "degraded"
+    assert plan.actions == [("attr", "bravo", "0"), ("ssn", "")]
+
+
+def test_lost_unfenced_standby_keeps_commits_waiting():
+    plan = decide(membership="unclean", row=None)
+    assert plan.status == "waiting-for-fencing"
+    assert plan.actions == [("attr", "bravo", "0")]
+    assert decide(membership=None, row=None).status == "waiting-for-fencing"
+
+
+def test_async_never_waits_and_reports_streaming():
+    assert decide(mode="async", ssn=SYNC).actions == [("ssn", "")]
+    plan = decide(mode="async", ssn="", row=None)
+    assert plan.status == "async" and plan.actions == [("attr", "bravo", "0")]
+
+
+def test_primary_marks_itself_promotable():
+    assert decide(attrs={"bravo": "1"}).actions == [("attr", "alpha", "1")]
+
+
+def test_names_are_quoted_for_synchronous_standby_names():
+    assert GUARD.wanted_ssn(['b"x', "a"]) == 'ANY 1 ("a", "b""x")'
+
+
+@pytest.mark.parametrize("role", ["heartbeat", "replication"])
+def test_public_variables_are_prefixed_defaulted_and_declared(role):
+    public = set(defaults(role))
+    assert all(name.startswith(role + "_") for name in public), sorted(public)
+    spec = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    assert set(spec["options"]) == public
