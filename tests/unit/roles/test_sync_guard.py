@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import subprocess
 import sys
 
 import pytest
 import yaml
 
-from roletools import ROLES, defaults
+from roletools import ROLES, defaults, require
 
 
 def _guard():
@@ -89,3 +90,22 @@ def test_public_variables_are_prefixed_defaulted_and_declared(role):
     assert all(name.startswith(role + "_") for name in public), sorted(public)
     spec = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
     assert set(spec["options"]) == public
+
+
+@pytest.mark.parametrize("bravo_state, expected", [
+    ('in_ccm="true" crmd="online" join="member" expected="member"', "member"),
+    ('in_ccm="false" crmd="offline" join="down" expected="member"', "unclean"),  # lost, not fenced yet
+    ('in_ccm="false" crmd="offline" join="down" expected="down"', "clean"),  # fenced or shut down
+])
+def test_membership_reads_real_crm_mon_output(tmp_path, monkeypatch, bravo_state, expected):
+    require("crm_mon", "cibadmin")
+    blank = subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, check=True).stdout
+    status = ('<status><node_state id="1" uname="alpha" in_ccm="true" crmd="online" join="member" '
+              f'expected="member"/><node_state id="2" uname="bravo" {bravo_state}/></status>')
+    cib = tmp_path / "cib.xml"
+    cib.write_text(blank.replace("<cib ", '<cib have-quorum="1" ', 1)
+                   .replace("<nodes/>", '<nodes><node id="1" uname="alpha"/><node id="2" uname="bravo"/></nodes>')
+                   .replace("<status/>", status))
+    monkeypatch.setenv("CIB_file", str(cib))
+    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
+    assert GUARD.Cluster(args).membership(["bravo"]) == {"bravo": expected}
