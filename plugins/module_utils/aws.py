@@ -199,7 +199,9 @@ def call_error(service: str, operation: str, resource: str, exc: Exception) -> A
     code = type(exc).__name__
     detail = str(exc).strip().rstrip(".")
     text = f"{action}{where} failed with {code}: {detail}."
-    return AwsCallError(text, service, operation, code, True)
+    # No answer (refused, timed out, cut) is transient; missing credentials or bad parameters are not.
+    transient = isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError))
+    return AwsCallError(text, service, operation, code, transient)
 
 
 def tag_value(tags: Optional[List[Dict[str, str]]], key: str) -> Optional[str]:

@@ -1,0 +1,362 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The collection's OCF resource agents (provider ``ec2ha``): vip_route, elastic_ip, dns_record.
+
+Pure Python + boto3, no Ansible import: the recovery_kit role copies module_utils to the node and
+installs a three-line executable per agent that calls :func:`main`. Each agent runs the very
+scenario core the modules run:
+
+- start: converge the endpoint onto this node (identity from IMDSv2), then keep the resolved
+  target in /run so monitors cost one or two reads;
+- monitor: ok -> running; wrong -> repair in place (converge), fail only if the repair fails;
+  unknown (API timeout or throttling) -> not a failure, logged, checked again next interval;
+- stop: local clean-up only (the VIP address leaves the local interface); no AWS call, so a node
+  cut off from the API can still stop cleanly and be fenced;
+- every AWS call is bounded: short connect/read timeouts and few attempts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import syslog
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, route_table
+from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
+    AwsCallError,
+    AwsSession,
+    ConnectionSettings,
+    Ec2haError,
+    InputError,
+)
+
+OCF_SUCCESS = 0
+OCF_ERR_GENERIC = 1
+OCF_ERR_ARGS = 2
+OCF_ERR_UNIMPLEMENTED = 3
+OCF_ERR_INSTALLED = 5
+OCF_ERR_CONFIGURED = 6
+OCF_NOT_RUNNING = 7
+
+RUN_DIR = "/run/ec2ha"
+IMDS_URL = "http://169.254.169.254"
+
+
+@dataclasses.dataclass
+class Param:
+    name: str
+    description: str
+    required: bool = False
+    default: str = ""
+
+
+COMMON_PARAMS = [
+    Param("region", "AWS region; default: this instance's region from IMDSv2."),
+    Param("endpoint_url", "AWS API endpoint URL, for a test control plane; default: AWS's own."),
+    Param("api_timeout", "Seconds one AWS call may take (connect and read), per attempt.", default="4"),
+    Param("max_attempts", "Attempts per AWS call, first try included.", default="3"),
+    Param("imds_url", "Instance metadata service base URL.", default=IMDS_URL),
+]
+
+
+class Identity:
+    """Who this node is, from IMDSv2 (a token first, then the reads)."""
+
+    def __init__(self, base_url: str, timeout: float = 2.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._token: Optional[str] = None
+
+    def get(self, path: str) -> str:
+        if self._token is None:
+            request = urllib.request.Request(f"{self.base_url}/latest/api/token", method="PUT",
+                                             headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                self._token = answer.read().decode()
+        request = urllib.request.Request(f"{self.base_url}/latest/meta-data/{path}",
+                                         headers={"X-aws-ec2-metadata-token": self._token})
+        with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            return answer.read().decode().strip()
+
+
+class Agent:
+    """One resource instance: its parameters, its AWS session, its state file."""
+
+    scenario = ""
+    params: List[Param] = []
+
+    def __init__(self, env: Dict[str, str]):
+        self.env = env
+        self.resource = env.get("OCF_RESOURCE_INSTANCE", self.scenario)
+        self.state_file = Path(env.get("EC2HA_RUN_DIR", RUN_DIR)) / f"{self.resource}.json"
+        self.identity = Identity(self.param("imds_url") or IMDS_URL)
+        self._aws: Optional[AwsSession] = None
+
+    # -- parameters and session ---------------------------------------------------------------
+    def param(self, name: str) -> str:
+        default = next((p.default for p in COMMON_PARAMS + self.params if p.name == name), "")
+        return self.env.get(f"OCF_RESKEY_{name}", default).strip()
+
+    def instance_id(self) -> str:
+        return self.identity.get("instance-id")
+
+    @property
+    def aws(self) -> AwsSession:
+        if self._aws is None:
+            timeout = float(self.param("api_timeout"))
+            region = self.param("region") or self.identity.get("placement/region")
+            self._aws = AwsSession(ConnectionSettings(
+                region=region, endpoint_url=self.param("endpoint_url") or None,
+                max_attempts=int(self.param("max_attempts")), connect_timeout=timeout, read_timeout=timeout))
+        return self._aws
+
+    def validate(self) -> None:
+        missing = [p.name for p in self.params if p.required and not self.param(p.name)]
+        if missing:
+            raise InputError(f"{self.scenario}: parameter {', '.join(missing)} is required.")
+
+    # -- what each scenario provides ------------------------------------------------------------
+    def resolve(self) -> Any:
+        """Validate against AWS and return the target (this node)."""
+        raise NotImplementedError
+
+    def converge(self, target: Any) -> bool:
+        raise NotImplementedError
+
+    def check(self, target: Any) -> Any:
+        raise NotImplementedError
+
+    def dump(self, target: Any) -> Dict[str, Any]:
+        return dataclasses.asdict(target)
+
+    def load(self, data: Dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def local_up(self, target: Any) -> None:
+        """Local state a started endpoint needs on this node (the VIP address)."""
+
+    def local_down(self) -> None:
+        """Undo local_up; must not call AWS."""
+
+    def local_ok(self, target: Any) -> bool:
+        return True
+
+    # -- OCF actions ------------------------------------------------------------------------------
+    def start(self) -> int:
+        target = self.resolve()
+        changed = self.converge(target)
+        self.local_up(target)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(self.dump(target)))
+        log(f"{self.resource}: started on {self.instance_id()} ({'moved' if changed else 'already here'})")
+        return OCF_SUCCESS
+
+    def stop(self) -> int:
+        self.local_down()
+        if self.state_file.exists():
+            self.state_file.unlink()
+        return OCF_SUCCESS
+
+    def monitor(self) -> int:
+        if not self.state_file.exists():
+            return OCF_NOT_RUNNING
+        target = self.load(json.loads(self.state_file.read_text()))
+        if not self.local_ok(target):
+            log(f"{self.resource}: local address missing, restoring it", syslog.LOG_WARNING)
+            self.local_up(target)
+        status = self.check(target)
+        if status.status == "ok":
+            return OCF_SUCCESS
+        if status.status == "unknown":
+            log(f"{self.resource}: state unknown ({'; '.join(status.details)}); not a failure, "
+                "checking again next interval", syslog.LOG_WARNING)
+            return OCF_SUCCESS
+        log(f"{self.resource}: wrong ({'; '.join(status.details)}); repairing", syslog.LOG_WARNING)
+        self.converge(target)
+        return OCF_SUCCESS
+
+    def metadata(self) -> str:
+        params = "\n".join(
+            f'  <parameter name="{p.name}" unique="0" required="{int(p.required)}">\n'
+            f'   <longdesc lang="en">{p.description}</longdesc>\n'
+            f'   <shortdesc lang="en">{p.name}</shortdesc>\n'
+            f'   <content type="string" default="{p.default}"/>\n  </parameter>'
+            for p in self.params + COMMON_PARAMS)
+        return f"""<?xml version="1.0"?>
+<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
+<resource-agent name="{self.scenario}" version="1.0">
+ <version>1.0</version>
+ <longdesc lang="en">ec2ha.cluster {self.scenario}: moves the client endpoint onto this node with the
+collection's own scenario core; monitor repairs a wrong state and treats an unanswered API as unknown.</longdesc>
+ <shortdesc lang="en">ec2ha {self.scenario} endpoint</shortdesc>
+ <parameters>
+{params}
+ </parameters>
+ <actions>
+  <action name="start" timeout="30s"/>
+  <action name="stop" timeout="15s"/>
+  <action name="monitor" timeout="30s" interval="10s" depth="0"/>
+  <action name="validate-all" timeout="10s"/>
+  <action name="meta-data" timeout="5s"/>
+ </actions>
+</resource-agent>
+"""
+
+
+class VipRouteAgent(Agent):
+    scenario = "vip_route"
+    params = [
+        Param("vip", "The virtual IP (outside every VPC CIDR).", required=True),
+        Param("route_tables", "Route table ids, comma or space separated; default: every table routing the VIP."),
+        Param("interface", "This node's ENI id or device index the route points to; default: its only ENI."),
+        Param("local_interface", "Local network interface that carries the VIP.", default="lo"),
+    ]
+
+    def resolve(self) -> route_table.Target:
+        tables = self.param("route_tables").replace(",", " ").split() or None
+        target, _ = route_table.resolve_target(self.aws, self.param("vip"), self.instance_id(), tables,
+                                               self.param("interface") or None)
+        return target
+
+    def converge(self, target: route_table.Target) -> bool:
+        return route_table.converge(self.aws, target).changed
+
+    def check(self, target: route_table.Target) -> Any:
+        return route_table.monitor(self.aws, target)
+
+    def load(self, data: Dict[str, Any]) -> route_table.Target:
+        return route_table.Target(**data)
+
+    def local_up(self, target: route_table.Target) -> None:
+        if not self.local_ok(target):
+            ip("addr", "add", f"{target.vip}/32", "dev", self.param("local_interface"))
+
+    def local_down(self) -> None:
+        vip = route_table.parse_vip(self.param("vip"))
+        if self._has_address(vip):
+            ip("addr", "del", f"{vip}/32", "dev", self.param("local_interface"))
+
+    def local_ok(self, target: route_table.Target) -> bool:
+        return self._has_address(target.vip)
+
+    def _has_address(self, vip: str) -> bool:
+        shown = ip("-o", "-4", "addr", "show", "dev", self.param("local_interface"))
+        return f" {vip}/32 " in shown
+
+
+class ElasticIpAgent(Agent):
+    scenario = "elastic_ip"
+    params = [
+        Param("public_ip", "The Elastic IP address (or give allocation_id)."),
+        Param("allocation_id", "The Elastic IP's allocation id (or give public_ip)."),
+        Param("interface", "This node's ENI id or device index; default: its only ENI."),
+        Param("private_ip", "The private IP of that ENI to associate with; default: its primary."),
+    ]
+
+    def validate(self) -> None:
+        if bool(self.param("public_ip")) == bool(self.param("allocation_id")):
+            raise InputError("elastic_ip: give exactly one of public_ip and allocation_id.")
+
+    def resolve(self) -> elastic_ip.EipTarget:
+        spec = elastic_ip.EipSpec(node=self.instance_id(), public_ip=self.param("public_ip") or None,
+                                  allocation_id=self.param("allocation_id") or None,
+                                  interface=self.param("interface") or None,
+                                  private_ip=self.param("private_ip") or None)
+        target, _ = elastic_ip.resolve_target(self.aws, spec)
+        return target
+
+    def converge(self, target: elastic_ip.EipTarget) -> bool:
+        return elastic_ip.converge(self.aws, target).changed
+
+    def check(self, target: elastic_ip.EipTarget) -> Any:
+        return elastic_ip.monitor(self.aws, target)
+
+    def load(self, data: Dict[str, Any]) -> elastic_ip.EipTarget:
+        return elastic_ip.EipTarget(**data)
+
+
+class DnsRecordAgent(Agent):
+    scenario = "dns_record"
+    params = [
+        Param("zone", "Hosted zone name or id.", required=True),
+        Param("record", "The A record, fully qualified or relative to the zone.", required=True),
+        Param("address", "Which address of this node the record holds: private or public.", default="private"),
+        Param("ttl", "The record's TTL in seconds.", default="60"),
+        Param("private_zone", "true or false, when a private and a public zone share the name."),
+        Param("wait_timeout", "Seconds to wait for the change to be INSYNC.", default="60"),
+    ]
+
+    def spec(self) -> dns_record.DnsSpec:
+        private = self.param("private_zone").lower()
+        return dns_record.DnsSpec(zone=self.param("zone"), record=self.param("record"), node=self.instance_id(),
+                                  address=self.param("address"), ttl=int(self.param("ttl")),
+                                  private_zone=None if not private else private in ("1", "true", "yes"),
+                                  wait_timeout=float(self.param("wait_timeout")))
+
+    def resolve(self) -> dns_record.DnsTarget:
+        return dns_record.resolve_target(self.aws, self.spec())
+
+    def converge(self, target: dns_record.DnsTarget) -> bool:
+        return dns_record.converge(self.aws, target, wait_timeout=float(self.param("wait_timeout"))).changed
+
+    def check(self, target: dns_record.DnsTarget) -> Any:
+        return dns_record.monitor(self.aws, target)
+
+    def load(self, data: Dict[str, Any]) -> dns_record.DnsTarget:
+        zone = dns_record.Zone(**data.pop("zone"))
+        return dns_record.DnsTarget(zone=zone, **data)
+
+
+AGENTS = {a.scenario: a for a in (VipRouteAgent, ElasticIpAgent, DnsRecordAgent)}
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10).stdout
+
+
+def log(message: str, priority: int = syslog.LOG_INFO) -> None:
+    syslog.openlog("ec2ha", syslog.LOG_PID, syslog.LOG_DAEMON)
+    syslog.syslog(priority, message)
+    print(message, file=sys.stderr)
+
+
+def run_action(agent: Agent, action: str) -> int:
+    """One OCF action -> its exit code; typed errors become the OCF code that fits them."""
+    handlers: Dict[str, Callable[[], int]] = {
+        "start": agent.start, "stop": agent.stop, "monitor": agent.monitor, "status": agent.monitor,
+        "validate-all": lambda: OCF_SUCCESS,
+    }
+    if action == "meta-data":
+        print(agent.metadata())
+        return OCF_SUCCESS
+    if action not in handlers:
+        return OCF_ERR_UNIMPLEMENTED
+    try:
+        if action != "stop":
+            agent.validate()
+        return handlers[action]()
+    except InputError as exc:
+        log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
+        return OCF_ERR_CONFIGURED
+    except AwsCallError as exc:
+        log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
+        return OCF_ERR_GENERIC
+    except (Ec2haError, OSError, subprocess.SubprocessError, ValueError) as exc:
+        log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
+        return OCF_ERR_GENERIC
+
+
+def main(scenario: str, argv: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(f"usage: {scenario} start|stop|monitor|validate-all|meta-data", file=sys.stderr)
+        return OCF_ERR_ARGS
+    return run_action(AGENTS[scenario](dict(os.environ if env is None else env)), args[0])
+

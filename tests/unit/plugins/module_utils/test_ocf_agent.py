@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+"""The OCF agents against a moto server on loopback and a stand-in IMDS on loopback.
+
+The VIP's local address goes into a network namespace this test makes (a PATH shim runs the
+real `ip` there), so nothing touches the machine's own network.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import boto3
+import pytest
+
+from ansible_collections.ec2ha.cluster.plugins.module_utils import ocf_agent
+
+REPO = Path(__file__).resolve().parents[4]
+sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
+import moto_server  # noqa: E402
+import world as world_builder  # noqa: E402
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
+                                reason="needs root and iproute2 for the test's network namespace")
+
+
+class Imds(http.server.ThreadingHTTPServer):
+    """IMDSv2 stand-in: a token, then the identity of whichever node the test says we are."""
+
+    identity: Dict[str, str] = {}
+
+
+class ImdsHandler(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self) -> None:
+        self._answer("token-1" if self.path == "/latest/api/token" else None)
+
+    def do_GET(self) -> None:
+        if self.headers.get("X-aws-ec2-metadata-token") != "token-1":
+            self.send_response(401)
+            self.end_headers()
+            return
+        self._answer(self.server.identity.get(self.path.replace("/latest/meta-data/", "")))
+
+    def _answer(self, body: Any) -> None:
+        self.send_response(200 if body is not None else 404)
+        self.end_headers()
+        if body is not None:
+            self.wfile.write(str(body).encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("moto")
+    url = moto_server.start(state)
+    yield url
+    moto_server.stop(state)
+
+
+@pytest.fixture(scope="module")
+def imds() -> Iterator[Imds]:
+    server = Imds(("127.0.0.1", 0), ImdsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def netns(tmp_path: Path) -> Iterator[str]:
+    name = "e2h-agent-" + uuid.uuid4().hex[:6]
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+@pytest.fixture
+def env(endpoint: str, imds: Imds, netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "ip").write_text(f"#!/bin/sh\nexec {shutil.which('ip')} -n {netns} \"$@\"\n")
+    (shim / "ip").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return {"OCF_RESKEY_endpoint_url": endpoint, "OCF_RESKEY_imds_url": f"http://127.0.0.1:{imds.server_port}",
+            "EC2HA_RUN_DIR": str(tmp_path / "run"), "OCF_RESOURCE_INSTANCE": "endpoint"}
+
+
+@pytest.fixture
+def world(endpoint: str) -> Dict[str, Any]:
+    return world_builder.build(endpoint, "us-east-1", "a" + uuid.uuid4().hex[:8])
+
+
+def be(imds: Imds, node: Dict[str, Any]) -> None:
+    imds.identity = {"instance-id": node["id"], "placement/region": "us-east-1"}
+
+
+def ec2(world: Dict[str, Any]) -> Any:
+    return boto3.client("ec2", endpoint_url=world["endpoint_url"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def vip_targets(world: Dict[str, Any]) -> Dict[str, str]:
+    tables = ec2(world).describe_route_tables(RouteTableIds=list(world["route_tables"].values()))["RouteTables"]
+    return {t["RouteTableId"]: next(r.get("NetworkInterfaceId") for r in t["Routes"]
+                                    if r.get("DestinationCidrBlock") == world["vip"] + "/32") for t in tables}
+
+
+def local_addresses(netns: str) -> str:
+    return subprocess.run(["ip", "-n", netns, "-o", "-4", "addr", "show", "dev", "lo"],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def run(agent: str, action: str, env: Dict[str, str], **params: str) -> int:
+    full = dict(env, **{f"OCF_RESKEY_{k}": v for k, v in params.items()})
+    return ocf_agent.main(agent, [action], full)
+
+
+def test_vip_route_start_monitor_repair_stop(world: Dict[str, Any], env: Dict[str, str], imds: Imds,
+                                             netns: str) -> None:
+    be(imds, world["node2"])
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_NOT_RUNNING
+    assert run("vip_route", "start", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert set(vip_targets(world).values()) == {world["node2"]["eni"]}
+    assert f" {world['vip']}/32 " in local_addresses(netns)
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+
+    # Someone moves one table back to node1: the monitor repairs it in place and stays running.
+    ec2(world).replace_route(RouteTableId=world["route_tables"]["a"], DestinationCidrBlock=world["vip"] + "/32",
+                             NetworkInterfaceId=world["node1"]["eni"])
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert set(vip_targets(world).values()) == {world["node2"]["eni"]}
+
+    # Stop is local only: the address leaves, the routes stay until the other node starts.
+    assert run("vip_route", "stop", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert f" {world['vip']}/32 " not in local_addresses(netns)
+    assert set(vip_targets(world).values()) == {world["node2"]["eni"]}
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_NOT_RUNNING
+
+
+def test_vip_route_bad_vip_is_a_configuration_error_and_changes_nothing(world: Dict[str, Any], env: Dict[str, str],
+                                                                       imds: Imds) -> None:
+    be(imds, world["node2"])
+    inside = world["node1"]["private_ip"]
+    before = vip_targets(world)
+    assert run("vip_route", "start", env, vip=inside) == ocf_agent.OCF_ERR_CONFIGURED
+    assert run("vip_route", "start", env) == ocf_agent.OCF_ERR_CONFIGURED
+    assert vip_targets(world) == before
+
+
+def test_monitor_answers_unknown_as_running_when_the_api_does_not_answer(world: Dict[str, Any], env: Dict[str, str],
+                                                                        imds: Imds) -> None:
+    be(imds, world["node2"])
+    assert run("vip_route", "start", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    closed = dict(env, OCF_RESKEY_endpoint_url="http://127.0.0.1:9", OCF_RESKEY_max_attempts="1",
+                  OCF_RESKEY_api_timeout="1")
+    assert run("vip_route", "monitor", closed, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    # A start cannot succeed without the API: it fails rather than pretend.
+    assert run("vip_route", "stop", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "start", closed, vip=world["vip"]) == ocf_agent.OCF_ERR_GENERIC
+
+
+def test_elastic_ip_moves_to_the_starting_node(world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
+    be(imds, world["node2"])
+    params = {"public_ip": world["eip"]["public_ip"]}
+    assert run("elastic_ip", "start", env, **params) == ocf_agent.OCF_SUCCESS
+    address = ec2(world).describe_addresses(AllocationIds=[world["eip"]["allocation_id"]])["Addresses"][0]
+    assert address["NetworkInterfaceId"] == world["node2"]["eni"]
+    assert run("elastic_ip", "monitor", env, **params) == ocf_agent.OCF_SUCCESS
+    assert run("elastic_ip", "validate-all", env) == ocf_agent.OCF_ERR_CONFIGURED
+
+
+def test_dns_record_points_at_the_starting_node(world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
+    be(imds, world["node2"])
+    params = {"zone": world["private_zone"]["name"], "record": world["record"], "ttl": "30"}
+    assert run("dns_record", "start", env, **params) == ocf_agent.OCF_SUCCESS
+    r53 = boto3.client("route53", endpoint_url=world["endpoint_url"], region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    sets = r53.list_resource_record_sets(HostedZoneId=world["private_zone"]["id"],
+                                         StartRecordName=world["record"])["ResourceRecordSets"]
+    record = next(s for s in sets if s["Name"].rstrip(".") == world["record"])
+    assert [r["Value"] for r in record["ResourceRecords"]] == [world["node2"]["private_ip"]]
+    assert record["TTL"] == 30
+    assert run("dns_record", "monitor", env, **params) == ocf_agent.OCF_SUCCESS
+
+
+@pytest.mark.parametrize("agent", sorted(ocf_agent.AGENTS))
+def test_meta_data_is_valid_xml_naming_every_parameter(agent: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ocf_agent.main(agent, ["meta-data"], {}) == ocf_agent.OCF_SUCCESS
+    root = ET.fromstring(capsys.readouterr().out)
+    names = {p.get("name") for p in root.iter("parameter")}
+    assert {"region", "endpoint_url", "api_timeout"} <= names
+    assert {a.get("name") for a in root.iter("action")} >= {"start", "stop", "monitor", "meta-data"}
+    assert ocf_agent.main(agent, ["promote"], {}) == ocf_agent.OCF_ERR_UNIMPLEMENTED
