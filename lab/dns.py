@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Set, Tuple
 
 from lab import topology
 from lab.hosts import in_netns
@@ -63,6 +63,13 @@ def _in(address: str, cidr: str) -> bool:
 def _primary(vpcs: Sequence[Vpc]) -> Optional[Vpc]:
     return next((v for v in vpcs if v.region == topology.PRIMARY_REGION and v.lab
                  and v.cidr == topology.PRIMARY_VPC_CIDR), None)
+
+
+def serving_addresses(view: View) -> Set[str]:
+    """Where the resolver answers: each lab VPC's base + 2, and the router's internet side
+    (the internet client's public resolver, which sees public zones only)."""
+    internet_side = str(ipaddress.ip_network(topology.INTERNET_CIDR)[1])
+    return {v.resolver for v in view.vpcs if v.lab} | {internet_side}
 
 
 def zone_visible(zone: Zone, view: View, client: str, resolver: str) -> bool:
@@ -149,6 +156,8 @@ def handle(cache: ZoneCache, data: bytes, client: str, resolver: str) -> Optiona
     except Exception as exc:  # moto unreachable: SERVFAIL, as a resolver whose backend failed
         print(f"lab dns: reading moto failed: {exc}", file=sys.stderr, flush=True)
         return _reply(request, "SERVFAIL", [])
+    if resolver not in serving_addresses(view):
+        return None                           # a gateway (.1) or the API address: not a resolver
     rcode, records = answer(view, str(question.qname), QTYPE[question.qtype], client, resolver)
     return _reply(request, rcode, records)
 

@@ -1,8 +1,10 @@
 """Client probes run from inside a lab namespace, so a test can tell which node answered.
 
-    probe(ns, host, port, timeout) -> str        # TCP connect, return the banner (node servers
-                                                 # send their hostname); host may be a DNS name,
-                                                 # resolved through the namespace's resolver
+    probe(ns, host, port, timeout) -> str        # TCP connect, return the banner: what arrives
+                                                 # until EOF or the first newline (node servers
+                                                 # send their hostname; sshd its version line);
+                                                 # host may be a DNS name, resolved through the
+                                                 # namespace's resolver
     http_get(ns, url, timeout) -> str            # the body of a plain HTTP GET
     resolve(ns, name, qtype="A", server=None) -> Resolution   # one DNS question, no cache
 
@@ -80,18 +82,21 @@ def _address(ns: str, host: str, timeout: float) -> str:
     return found.addresses[0]
 
 
-def _exchange(ns: str, address: str, port: int, request: bytes, timeout: float) -> bytes:
+def _exchange(ns: str, address: str, port: int, request: bytes, timeout: float, whole: bool) -> bytes:
+    """Send `request`, then read until EOF (whole) or until the first complete line: a server
+    such as sshd sends its banner line and then waits for the client's."""
     def talk() -> bytes:
         with socket.create_connection((address, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
             if request:
                 sock.sendall(request)
-            chunks = []
-            while True:
+            received = b""
+            while whole or b"\n" not in received:
                 chunk = sock.recv(4096)
                 if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
+                    break
+                received += chunk
+            return received
 
     try:
         return in_netns(ns, talk)  # type: ignore[return-value]
@@ -102,7 +107,7 @@ def _exchange(ns: str, address: str, port: int, request: bytes, timeout: float) 
 def probe(ns: str, host: str, port: int, timeout: float = 2.0) -> str:
     """Connect from namespace `ns` to host:port and return what the server sends (stripped)."""
     address = _address(ns, host, timeout)
-    return _exchange(ns, address, port, b"", timeout).decode(errors="replace").strip()
+    return _exchange(ns, address, port, b"", timeout, whole=False).decode(errors="replace").strip()
 
 
 def http_get(ns: str, url: str, timeout: float = 2.0) -> str:
@@ -111,7 +116,7 @@ def http_get(ns: str, url: str, timeout: float = 2.0) -> str:
     address = _address(ns, parts.hostname or "", timeout)
     request = (f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {parts.hostname}\r\n"
                "Connection: close\r\n\r\n").encode()
-    raw = _exchange(ns, address, parts.port or 80, request, timeout)
+    raw = _exchange(ns, address, parts.port or 80, request, timeout, whole=True)
     head, _, body = raw.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0].decode(errors="replace")
     if " 200 " not in status + " ":

@@ -213,6 +213,9 @@ def test_private_zones_answer_associated_vpcs_only(stage: Stage) -> None:
     # A VPC's resolver serves that VPC only: the DR host cannot use the primary one.
     with pytest.raises(ProbeError):
         resolve(dr_ns, name, server=PRIMARY_RESOLVER, timeout=0.5)
+    # The subnet's gateway (.1) is the router, not a resolver.
+    with pytest.raises(ProbeError):
+        resolve(stage.names.client, name, server="10.0.1.1", timeout=0.5)
 
 
 # ---------------------------------------------------------------------------------------------
