@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -82,7 +83,8 @@ class DnsSpec:
                 raise InputError(f"value '{self.value}' is not an IPv4 address.") from None
         if not 0 <= int(self.ttl) <= 2147483647:
             raise InputError(f"ttl {self.ttl} must be between 0 and 2147483647 seconds.")
-        if not float(self.wait_timeout) > 0:
+        seconds = float(self.wait_timeout)
+        if math.isnan(seconds) or seconds <= 0:
             raise InputError(f"wait_timeout {self.wait_timeout} must be a positive number of seconds.")
 
 

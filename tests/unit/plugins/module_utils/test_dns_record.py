@@ -395,6 +395,7 @@ def test_node_without_public_ip_is_an_input_error(stubbed):
     ({"address": "elastic"}, "address 'elastic' is not one of private, public."),
     ({"ttl": -1}, "ttl -1 must be between"),
     ({"wait_timeout": 0}, "wait_timeout 0 must be a positive number"),
+    ({"wait_timeout": float("nan")}, "wait_timeout nan must be a positive number"),
     ({"zone": " "}, "zone is empty"),
 ])
 def test_malformed_input_needs_no_aws_call(stubbed, overrides, message):
