@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+"""recovery_kit: the endpoint resources staged into an offline CIB beside the PAF clone, judged by
+crm_verify, and the installed agent shim importing the collection's own scenario code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+from roletools import ROLES, defaults, set_fact_expr
+
+ENDPOINTS = {"recovery_kit_vip": "192.168.100.10", "recovery_kit_eip_public_ip": "203.0.113.25",
+             "recovery_kit_dns_zone": "db.internal", "recovery_kit_dns_record": "primary",
+             "recovery_kit_endpoint_url": "https://ec2.us-east-1.amazonaws.com"}
+
+
+def _kit(**values) -> dict:
+    kit = defaults("recovery_kit")
+    kit.update(yaml.safe_load((ROLES / "recovery_kit" / "vars" / "main.yml").read_text()))
+    kit.update(values)
+    return kit
+
+
+def _scripts(inventory_factory, **values) -> list:
+    # The kit's defaults go in as inventory settings, so their own templates are rendered as in a play.
+    inv = inventory_factory(_kit(**values))
+    host_map = inv.evaluate("alpha", set_fact_expr("heartbeat", "cib.yml", "__heartbeat_host_map"))
+    return [inv.render("alpha", "heartbeat", "cib_stage.sh.j2", {"__heartbeat_host_map": host_map}),
+            inv.render("alpha", "replication", "cib_stage.sh.j2"),
+            inv.render("alpha", "recovery_kit", "cib_stage.sh.j2")]
+
+
+def _nvpairs(element) -> dict:
+    return {nv.get("name"): nv.get("value") for nv in element.iter("nvpair")}
+
+
+def test_each_endpoint_follows_the_promoted_postgresql(inventory_factory, offline_cib):
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
+    root = ET.parse(cib.live).getroot()
+    kinds = {"ec2ha-vip": "vip_route", "ec2ha-eip": "elastic_ip", "ec2ha-dns": "dns_record"}
+    for rid, kind in kinds.items():
+        primitive = root.find(f".//resources/primitive[@id='{rid}']")
+        assert (primitive.get("class"), primitive.get("provider"), primitive.get("type")) == ("ocf", "ec2ha", kind)
+        assert _nvpairs(primitive)["endpoint_url"] == "https://ec2.us-east-1.amazonaws.com"
+        colocation = root.find(f".//constraints/rsc_colocation[@id='{rid}-with-promoted']")
+        assert (colocation.get("with-rsc"), colocation.get("with-rsc-role")) == ("pgsqld-clone", "Promoted")
+        after = root.find(f".//constraints/rsc_order[@id='{rid}-after-promote']")
+        assert (after.get("first-action"), after.get("then-action")) == ("promote", "start")
+        before = root.find(f".//constraints/rsc_order[@id='{rid}-before-demote']")
+        assert (before.get("first"), before.get("then-action")) == (rid, "demote")
+    assert _nvpairs(root.find(".//primitive[@id='ec2ha-vip']"))["vip"] == "192.168.100.10"
+    assert _nvpairs(root.find(".//primitive[@id='ec2ha-dns']"))["record"] == "primary"
+    # Idempotent: the same push again changes nothing.
+    assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "unchanged"
+
+
+def test_an_endpoint_no_longer_wanted_leaves_with_its_constraints(inventory_factory, offline_cib):
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
+    fewer = dict(ENDPOINTS, recovery_kit_eip_public_ip="")
+    assert cib.push(*_scripts(inventory_factory, **fewer)) == "patched"
+    root = ET.parse(cib.live).getroot()
+    assert root.find(".//primitive[@id='ec2ha-eip']") is None
+    assert not [c for c in root.find(".//constraints") if c.get("id", "").startswith("ec2ha-eip")]
+    assert root.find(".//primitive[@id='ec2ha-vip']") is not None
+
+
+def test_agent_shim_runs_the_collection_code(tmp_path: Path) -> None:
+    """The installed layout (code under python_dir/ansible_collections/...) answers meta-data."""
+    kit = _kit()
+    code = tmp_path / "python" / "ansible_collections" / "ec2ha" / "cluster" / "plugins" / "module_utils"
+    code.mkdir(parents=True)
+    for name in kit["__recovery_kit_code"]:
+        (code / name).write_bytes((ROLES.parent / "plugins" / "module_utils" / name).read_bytes())
+    shim = (ROLES / "recovery_kit" / "templates" / "agent.j2").read_text()
+    shim = shim.replace("{{ recovery_kit_python_dir }}", str(tmp_path / "python")).replace("{{ item }}", "vip_route")
+    shim = shim.replace("{{ ansible_managed | default('Ansible managed') }}", "test")
+    agent = tmp_path / "vip_route"
+    agent.write_text(shim)
+    # A clean interpreter with only the installed copy on its path: no checkout, no Ansible needed.
+    done = subprocess.run([sys.executable, "-I", str(agent), "meta-data"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ET.fromstring(done.stdout).get("name") == "vip_route"
