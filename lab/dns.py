@@ -44,6 +44,8 @@ AWS_API_TTL = 60
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 PID_FILE = "dns.pid"
 LOG_FILE = "dns.log"
+READY = "lab dns: serving on"
+START_TIMEOUT = 30.0
 
 Answer = Tuple[str, List[Tuple[str, str, int, str]]]   # rcode, [(name, type, ttl, value)]
 
@@ -164,6 +166,10 @@ def handle(cache: ZoneCache, data: bytes, client: str, resolver: str) -> Optiona
 
 def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53) -> None:
     cache = ZoneCache(endpoint_url)
+    try:
+        cache.get()                            # warm: the first read builds the boto3 clients
+    except Exception as exc:  # moto not up yet: the first question retries
+        print(f"lab dns: first read of moto failed: {exc}", file=sys.stderr, flush=True)
 
     def make_socket() -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -174,11 +180,7 @@ def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53
     # The socket lives in ROUTER_NS; the process stays in the root namespace, where moto is.
     sock: socket.socket = in_netns(router_ns, make_socket)  # type: ignore[assignment]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        cache.get()                            # warm: the first read builds the boto3 clients
-    except Exception as exc:  # moto not up yet: the first question retries
-        print(f"lab dns: first read of moto failed: {exc}", file=sys.stderr, flush=True)
-    print(f"lab dns: serving on 0.0.0.0:{port}", file=sys.stderr, flush=True)
+    print(f"{READY} 0.0.0.0:{port}", file=sys.stderr, flush=True)
     while True:
         data, ancillary, _flags, peer = sock.recvmsg(4096, socket.CMSG_SPACE(12))
         local = next((cdata[8:12] for level, kind, cdata in ancillary
@@ -197,12 +199,30 @@ def start(endpoint_url: str, state_dir: Path, router_ns: str = topology.ROUTER_N
     stop(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(topology.REPO), PYTHONUNBUFFERED="1")
-    with open(state_dir / LOG_FILE, "ab") as log:
+    log_path = state_dir / LOG_FILE
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lab.dns", "serve", "--endpoint", endpoint_url, "--router-ns", router_ns],
             cwd=str(topology.REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     (state_dir / PID_FILE).write_text(str(proc.pid))
+    _wait_ready(proc, log_path, offset)
     return proc.pid
+
+
+def _wait_ready(proc: subprocess.Popen, log_path: Path, offset: int) -> None:
+    """Bounded wait until the resolver has read moto once and bound its socket."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            if READY.encode() in log.read():
+                return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the lab resolver exited with {proc.returncode}; see {log_path}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the lab resolver did not start within {START_TIMEOUT} s; see {log_path}")
+        time.sleep(0.05)
 
 
 def stop(state_dir: Path) -> None:

@@ -71,6 +71,16 @@ def answers(ns: str, host: str, expected: Optional[str], timeout: float = 3.0) -
     return wait_for(lambda: banner(ns, host) == expected, timeout=timeout)
 
 
+def resolves(ns: str, name: str, expected: tuple, timeout: float = 3.0) -> bool:
+    """True once `name` resolves to `expected` in `ns` (a lost answer counts as not yet)."""
+    def check() -> bool:
+        try:
+            return resolve(ns, name).addresses == expected
+        except ProbeError:
+            return False
+    return wait_for(check, timeout=timeout)
+
+
 def route_of(st: Stage, table_id: str, dest: str) -> Optional[KernelRoute]:
     return kernel_route(st.names.router, table_id, f"{dest}/32")
 
@@ -177,15 +187,15 @@ def test_dns_upsert_moves_onprem_clients_after_the_ttl(stage: Stage) -> None:
         VPC={"VPCRegion": topology.PRIMARY_REGION, "VPCId": stage.ids["vpc"]},
         HostedZoneConfig={"PrivateZone": True, "Comment": "lab"})["HostedZone"]["Id"]
     _upsert(stage, zone_id, name, stage.nodes["node1"].private_ip, ttl=1)
-    first = wait_for(lambda: resolve(onprem, name), timeout=2)
+    assert resolves(onprem, name, (stage.nodes["node1"].private_ip,))
+    first = resolve(onprem, name)
     assert first.addresses == (stage.nodes["node1"].private_ip,) and first.ttl == 1
     assert banner(onprem, name) == "node1"
 
     _upsert(stage, zone_id, name, stage.nodes["node2"].private_ip, ttl=1)
     written = time.monotonic()
     # A client that cached the first answer may use it for its TTL; after that it must move.
-    moved = wait_for(lambda: resolve(onprem, name).addresses == (stage.nodes["node2"].private_ip,),
-                     timeout=first.ttl + 1.0)
+    moved = resolves(onprem, name, (stage.nodes["node2"].private_ip,), timeout=first.ttl + 1.0)
     assert moved, "the resolver still served the old address one TTL after the UPSERT"
     print(f"\nDNS answer moved {time.monotonic() - written:.3f} s after the UPSERT")
     assert banner(onprem, name) == "node2"
@@ -202,7 +212,7 @@ def test_private_zones_answer_associated_vpcs_only(stage: Stage) -> None:
     _upsert(stage, zone_id, name, "10.0.1.10", ttl=30)
     _upsert(stage, public_id, "www.lab-public.example", "192.0.2.80", ttl=45)
     dr_ns = stage.nodes["dr1"].netns
-    assert wait_for(lambda: resolve(stage.names.client, name).addresses == ("10.0.1.10",), timeout=2)
+    assert resolves(stage.names.client, name, ("10.0.1.10",))
     assert resolve(stage.names.onprem, name).addresses == ("10.0.1.10",)
     assert resolve(stage.names.internet, name).rcode == "NXDOMAIN"
     assert resolve(dr_ns, name, server=DR_RESOLVER).rcode == "NXDOMAIN"
