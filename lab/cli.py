@@ -9,6 +9,8 @@ recorded by PID, namespaces) is swept by PID and by name. Both can be repeated a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -138,14 +140,18 @@ def down(quiet: bool = False) -> dict:
             hosts.kill_pid(pid, signal.SIGKILL)
             hosts.wait_gone(pid, 5.0)
     swept = hosts.sweep_recorded_hosts()
-    if any(n.startswith(topology.PREFIX) for n in os.listdir(hosts.NETNS_DIR)) \
-            if hosts.NETNS_DIR.is_dir() else False:
+    if any(hosts.netns_exists(n) for n in (topology.ROUTER_NS, topology.CLIENT_NS,
+                                           topology.INTERNET_NS, topology.ONPREM_NS)):
         from lab import daemon      # a daemon that died left the data plane behind
         daemon.remove_router()
+    for name in hosts.recorded_namespaces():
+        hosts.delete_netns(name)
     shutil.rmtree(topology.STATE_DIR / "hosts", ignore_errors=True)
     for path in (LAB_JSON, PIDS_JSON, topology.STATE_DIR / "env.sh"):
         path.unlink(missing_ok=True)
     left = leftovers()
+    if not left:
+        hosts.NAMESPACE_RECORD.unlink(missing_ok=True)
     result = {"down_seconds": round(time.monotonic() - started, 3), "was_up": pid is not None,
               "swept_hosts": swept, "left": left}
     if not quiet and left:
@@ -155,10 +161,9 @@ def down(quiet: bool = False) -> dict:
 
 def leftovers() -> list[str]:
     """Namespaces named by the lab's prefix and processes of the lab still on the machine."""
-    found = []
-    if hosts.NETNS_DIR.is_dir():
-        found += [f"netns {n.name}" for n in hosts.NETNS_DIR.iterdir()
-                  if n.name.startswith(topology.PREFIX)]
+    ours = {topology.ROUTER_NS, topology.CLIENT_NS, topology.INTERNET_NS, topology.ONPREM_NS}
+    ours |= hosts.recorded_namespaces()
+    found = [f"netns {name}" for name in sorted(ours) if hosts.netns_exists(name)]
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and int(proc.name) != os.getpid():
             if hosts.pid_matches(int(proc.name), DAEMON_MARKER) or \
@@ -176,6 +181,15 @@ def status() -> dict:
             "memory_mib": bench.lab_memory_mib(info["pid"])}
 
 
+@contextlib.contextmanager
+def cli_lock():
+    """Serialise `up` and `down` run at the same time (two `up`s would start two daemons)."""
+    topology.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(topology.STATE_DIR / "cli.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "bench", "daemon"])
@@ -186,12 +200,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "daemon":
         from lab import daemon
-        return daemon.main()
+        code = daemon.main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Everything the daemon started is stopped by now; skip freeing moto's heap object by
+        # object at interpreter exit, which alone took seconds of `lab down`.
+        os._exit(code)
     try:
         if args.command == "up":
-            result = up()
+            with cli_lock():
+                result = up()
         elif args.command == "down":
-            result = down()
+            with cli_lock():
+                result = down()
         elif args.command == "status":
             result = status()
         else:

@@ -136,6 +136,31 @@ def _notifying(original: Callable, notify: Callable[[], None]) -> Callable:
 
 # ---------------------------------------------------------------- servers
 
+def share_region_lookups() -> None:
+    """Answer boto3's get_available_regions from one shared botocore session, memoised.
+
+    moto asks a fresh boto3 Session for the EC2 regions three times while importing its EC2
+    backend, and each fresh session parses botocore's EC2 model again: seconds of `lab up`.
+    Only the daemon process is patched; the answers are the same.
+    """
+    import functools
+
+    import boto3.session
+    import botocore.session
+
+    shared = botocore.session.get_session()
+
+    @functools.lru_cache(maxsize=None)
+    def regions(service: str, partition: str, non_regional: bool) -> tuple[str, ...]:
+        return tuple(shared.get_available_regions(service, partition, non_regional))
+
+    def get_available_regions(self, service_name, partition_name="aws",
+                              allow_non_regional=False):
+        return list(regions(service_name, partition_name, allow_non_regional))
+
+    boto3.session.Session.get_available_regions = get_available_regions
+
+
 def _moto_app():
     from moto.server import DomainDispatcherApplication, create_backend_app
     return DomainDispatcherApplication(create_backend_app)

@@ -9,6 +9,7 @@ it and wait for its PID.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from lab import control, hosts, hypervisor, topology, world
 LAB_JSON = topology.STATE_DIR / "lab.json"
 SSH_DIR = topology.STATE_DIR / "ssh"
 ROUTER_MARK = topology.STATE_DIR / "router-by-hypervisor"
+DAEMON_LOCK = topology.STATE_DIR / "daemon.lock"
 
 
 def ensure_ssh_key() -> tuple[Path, str]:
@@ -78,11 +80,15 @@ def remove_router(network=None) -> None:
 def run_network(network, stop: threading.Event, interval: float = 0.2) -> None:
     """The data plane's reconcile loop, in its own thread so that a slow pass (it reads moto
     over HTTP) never delays a power change."""
+    last_error = ""
     while not stop.wait(interval):
         try:
             network.tick()
-        except Exception:               # a bad pass is logged; the next one starts afresh
-            traceback.print_exc()
+            last_error = ""
+        except Exception as exc:        # a bad pass is logged once; the next one starts afresh
+            if repr(exc) != last_error:
+                traceback.print_exc()
+                last_error = repr(exc)
 
 
 def start_network(network, stop: threading.Event) -> threading.Thread | None:
@@ -113,13 +119,31 @@ def build_world(endpoint: str, public_key: str, out: dict) -> None:
         out["error"] = exc
 
 
+def hold_lock(path: Path):
+    """An exclusive lock held for the life of the returned file object, or None if taken."""
+    handle = open(path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def main() -> int:
     """Bring the lab's control plane up, serve until SIGTERM, then tear everything down."""
     topology.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    # One lab per machine: the namespace names are fixed, a second daemon would tear the
+    # first one's data plane down.
+    lock = hold_lock(DAEMON_LOCK)
+    if lock is None:
+        print("lab daemon: another lab daemon is running (lab/state/daemon.lock)", flush=True)
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     started = time.monotonic()
+    control.share_region_lookups()
     servers = []
     hv = None
     network = network_thread = None
@@ -166,13 +190,18 @@ def main() -> int:
         return 1
     finally:
         stop.set()
+        stopping = time.monotonic()
         if hv is not None:
             hv.shutdown()
+        hosts_down = time.monotonic()
         if network_thread is not None:
             network_thread.join(timeout=10)
         for server in reversed(servers):
             control.stop_server(server)
+        servers_down = time.monotonic()
         remove_router(network)
         LAB_JSON.unlink(missing_ok=True)
-        print("lab daemon stopped", flush=True)
+        print(f"lab daemon stopped: hosts {hosts_down - stopping:.2f} s, servers "
+              f"{servers_down - hosts_down:.2f} s, data plane {time.monotonic() - servers_down:.2f} s",
+              flush=True)
         sys.stdout.flush()

@@ -140,13 +140,29 @@ def netns_exists(name: str) -> bool:
     return (NETNS_DIR / name).exists()
 
 
+NAMESPACE_RECORD = topology.STATE_DIR / "namespaces"
+
+
 def ensure_netns(name: str) -> bool:
-    """Create the named network namespace with lo up; True if it was created now."""
+    """Create the named network namespace with lo up; True if it was created now.
+
+    Every name is recorded in state, so `lab down` checks exactly the namespaces the lab made
+    (other users of the e2h- prefix, such as the data plane's scratch tests, are not ours).
+    """
     if netns_exists(name):
         return False
+    with open(NAMESPACE_RECORD, "a") as record:
+        record.write(name + "\n")
     run(["ip", "netns", "add", name])
     run(["ip", "-n", name, "link", "set", "lo", "up"])
     return True
+
+
+def recorded_namespaces() -> set[str]:
+    try:
+        return set(NAMESPACE_RECORD.read_text().split())
+    except OSError:
+        return set()
 
 
 def delete_netns(name: str) -> None:

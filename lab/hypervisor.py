@@ -14,6 +14,7 @@ import ipaddress
 import json
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Iterator
 
@@ -73,6 +74,7 @@ class Hypervisor:
 
     # -- the loop
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
+        last_error = ""
         while not stop.is_set():
             self.wake.wait(interval)
             self.wake.clear()
@@ -80,8 +82,13 @@ class Hypervisor:
                 break
             try:
                 self.reconcile()
+                last_error = ""
             except RuntimeError:      # moto's dicts changed under the iteration: next round
                 self.wake.set()
+            except Exception as exc:  # one bad host must not stop the others: log it once
+                if repr(exc) != last_error:
+                    traceback.print_exc()
+                    last_error = repr(exc)
 
     def reconcile(self) -> None:
         seen = set()

@@ -46,15 +46,18 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
 
 
 @pytest.fixture(scope="session")
-def lab_session():
+def lab_session() -> bool:
+    """True if this session brought the lab up (and so takes it down at the end)."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, mounts)")
+    ours = not cli.lab_info()        # a lab someone else brought up is left running
     result = lab_command("up")
     assert result.returncode == 0, result.stderr
-    yield
-    result = lab_command("down")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert cli.leftovers() == []
+    yield ours
+    if ours:
+        result = lab_command("down")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert cli.leftovers() == []
 
 
 @pytest.fixture
