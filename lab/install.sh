@@ -12,9 +12,12 @@ PACKAGES=(
   corosync pacemaker pacemaker-cli-utils crmsh resource-agents resource-agents-paf drbd-utils postgresql
 )
 
+# One dpkg-query for the lot: an installed machine costs `up` a few milliseconds here.
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null \
+            | awk '$4 == "installed" {print $1}' || true)
 missing=()
 for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  grep -qx "$p" <<<"$installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
