@@ -16,7 +16,7 @@ the primary VPC is associated. The most specific visible zone wins (private befo
 same name). Records come with their TTLs; a name missing from that zone is NXDOMAIN, a name
 without the asked type NOERROR with no answer, a name under no visible zone NXDOMAIN too (the
 lab has no internet to recurse to) except *.amazonaws.com, which points at AWS_API_ADDRESS.
-moto's zones are cached for at most CACHE_SECONDS.
+moto's zones are cached for at most CACHE_SECONDS (VPC CIDRs for VPC_CACHE_SECONDS).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from lab import topology
 from lab.hosts import in_netns
 from lab.snapshot import Vpc, Zone, read_route53, read_vpcs
 
-CACHE_SECONDS = 0.2
+CACHE_SECONDS = 0.2                        # hosted zones and records
+VPC_CACHE_SECONDS = 2.0                    # VPC CIDRs (which VPC a client is in)
 AWS_API_TTL = 60
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 PID_FILE = "dns.pid"
@@ -122,14 +123,19 @@ class ZoneCache:
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="lab-dns")
         self.view: Optional[View] = None
         self.read_at = 0.0
+        self.vpcs_read_at = 0.0
 
     def get(self) -> View:
-        if self.view is None or time.monotonic() - self.read_at > CACHE_SECONDS:
-            started = time.monotonic()
-            vpcs = self.pool.submit(read_vpcs, self.ec2, self.pool)
+        now = time.monotonic()
+        if self.view is None or now - self.read_at > CACHE_SECONDS:
+            # VPCs only place clients; they change at `lab up`, so they are re-read less often.
+            stale_vpcs = self.view is None or now - self.vpcs_read_at > VPC_CACHE_SECONDS
+            vpcs = self.pool.submit(read_vpcs, self.ec2, self.pool) if stale_vpcs else None
             zones = read_route53(self.route53, self.pool)
-            self.view = View(zones=zones, vpcs=vpcs.result())
-            self.read_at = started            # the age counts from before the read
+            self.view = View(zones=zones, vpcs=vpcs.result() if vpcs else self.view.vpcs)  # type: ignore[union-attr]
+            self.read_at = now                # the age counts from before the read
+            if stale_vpcs:
+                self.vpcs_read_at = now
         return self.view
 
 

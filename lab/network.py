@@ -683,7 +683,7 @@ def measure_latencies(aws_endpoint_url: str, names: Namespaces = Namespaces(), s
     (EIP), and the resolver's answer from the internet client (DNS).
     """
     import boto3
-    from lab.probe import resolve
+    from lab.probe import ProbeError, resolve
 
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
     ec2 = session.client("ec2", region_name=topology.PRIMARY_REGION, endpoint_url=aws_endpoint_url)
@@ -757,7 +757,12 @@ def measure_latencies(aws_endpoint_url: str, names: Namespaces = Namespaces(), s
         name = "probe.latency.lab.test"
 
         def answer() -> Tuple[str, ...]:
-            return resolve(names.internet, name, server=INTERNET_ROUTER, timeout=0.5).addresses
+            for _ in range(int(timeout / 0.5)):
+                try:
+                    return resolve(names.internet, name, server=INTERNET_ROUTER, timeout=0.5).addresses
+                except ProbeError:
+                    continue                  # a resolver re-reading moto under load: ask again
+            raise NetworkError(f"the lab resolver did not answer within {timeout} s")
 
         for i in range(samples):
             change = {"Action": "UPSERT", "ResourceRecordSet": {
