@@ -29,6 +29,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ from lab.snapshot import Vpc, Zone, read_route53, read_vpcs
 
 CACHE_SECONDS = 0.2                        # hosted zones and records
 VPC_CACHE_SECONDS = 2.0                    # VPC CIDRs (which VPC a client is in)
+ACTIVE_SECONDS = 1.0                       # read ahead while questions came this recently
 AWS_API_TTL = 60
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)      # also the SCM type of its message
 PID_FILE = "dns.pid"
 LOG_FILE = "dns.log"
 READY = "lab dns: serving on"
@@ -111,7 +114,14 @@ def answer(view: View, qname: str, qtype: str, client: str, resolver: str) -> An
 
 
 class ZoneCache:
-    """moto's zones and VPCs, re-read when older than CACHE_SECONDS at question time."""
+    """moto's zones and VPCs as the resolver answers from them.
+
+    A question is answered from a view read at most CACHE_SECONDS before it; an older view is
+    re-read first. While questions keep coming (within ACTIVE_SECONDS of the last one) a
+    background thread re-reads ahead of time, so under load an answer does not wait for a
+    slow read of moto (which would make clients time out and ask again); when nobody asks,
+    nothing reads moto.
+    """
 
     def __init__(self, endpoint_url: str) -> None:
         import boto3
@@ -124,19 +134,50 @@ class ZoneCache:
         self.view: Optional[View] = None
         self.read_at = 0.0
         self.vpcs_read_at = 0.0
+        self.asked_at = 0.0
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        threading.Thread(target=self._read_ahead, name="lab-dns-read-ahead", daemon=True).start()
 
-    def get(self) -> View:
-        now = time.monotonic()
-        if self.view is None or now - self.read_at > CACHE_SECONDS:
+    def get(self, asked: float) -> View:
+        """A view read at most CACHE_SECONDS before `asked` (time.time() the question arrived).
+
+        Questions that queued up behind a slow read are all answered by the next read that
+        starts in time for them, not one read each.
+        """
+        self.asked_at = time.time()
+        self.wake.set()
+        return self.refresh(not_before=asked - CACHE_SECONDS)
+
+    def refresh(self, not_before: float) -> View:
+        """The current view, read again unless its read started at or after `not_before`."""
+        view = self.view
+        if view is not None and self.read_at >= not_before:
+            return view
+        with self.lock:                        # one read of moto at a time
+            if self.view is not None and self.read_at >= not_before:
+                return self.view
+            started = time.time()
             # VPCs only place clients; they change at `lab up`, so they are re-read less often.
-            stale_vpcs = self.view is None or now - self.vpcs_read_at > VPC_CACHE_SECONDS
+            stale_vpcs = self.view is None or started - self.vpcs_read_at > VPC_CACHE_SECONDS
             vpcs = self.pool.submit(read_vpcs, self.ec2, self.pool) if stale_vpcs else None
             zones = read_route53(self.route53, self.pool)
             self.view = View(zones=zones, vpcs=vpcs.result() if vpcs else self.view.vpcs)  # type: ignore[union-attr]
-            self.read_at = now                # the age counts from before the read
+            self.read_at = started            # the age counts from before the read
             if stale_vpcs:
-                self.vpcs_read_at = now
-        return self.view
+                self.vpcs_read_at = started
+            return self.view
+
+    def _read_ahead(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            while time.time() - self.asked_at < ACTIVE_SECONDS:
+                try:
+                    self.refresh(not_before=time.time() - CACHE_SECONDS / 2)
+                except Exception as exc:  # moto unreachable: the next question reports it
+                    print(f"lab dns: reading moto failed: {exc}", file=sys.stderr, flush=True)
+                time.sleep(max(0.0, self.read_at + CACHE_SECONDS / 2 - time.time()))
 
 
 def _reply(request: Any, rcode: str, records: List[Tuple[str, str, int, str]]) -> bytes:
@@ -149,7 +190,7 @@ def _reply(request: Any, rcode: str, records: List[Tuple[str, str, int, str]]) -
     return reply.pack()
 
 
-def handle(cache: ZoneCache, data: bytes, client: str, resolver: str) -> Optional[bytes]:
+def handle(cache: ZoneCache, data: bytes, client: str, resolver: str, asked: float) -> Optional[bytes]:
     from dnslib import QTYPE, DNSRecord
 
     try:
@@ -160,7 +201,7 @@ def handle(cache: ZoneCache, data: bytes, client: str, resolver: str) -> Optiona
         return _reply(request, "FORMERR", [])
     question = request.questions[0]
     try:
-        view = cache.get()
+        view = cache.get(asked)
     except Exception as exc:  # moto unreachable: SERVFAIL, as a resolver whose backend failed
         print(f"lab dns: reading moto failed: {exc}", file=sys.stderr, flush=True)
         return _reply(request, "SERVFAIL", [])
@@ -173,13 +214,14 @@ def handle(cache: ZoneCache, data: bytes, client: str, resolver: str) -> Optiona
 def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53) -> None:
     cache = ZoneCache(endpoint_url)
     try:
-        cache.get()                            # warm: the first read builds the boto3 clients
+        cache.refresh(not_before=time.time())  # warm: the first read builds the boto3 clients
     except Exception as exc:  # moto not up yet: the first question retries
         print(f"lab dns: first read of moto failed: {exc}", file=sys.stderr, flush=True)
 
     def make_socket() -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind(("0.0.0.0", port))
         return sock
 
@@ -188,12 +230,17 @@ def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"{READY} 0.0.0.0:{port}", file=sys.stderr, flush=True)
     while True:
-        data, ancillary, _flags, peer = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        data, ancillary, _flags, peer = sock.recvmsg(4096, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16))
         local = next((cdata[8:12] for level, kind, cdata in ancillary
                       if level == socket.IPPROTO_IP and kind == IP_PKTINFO), None)
+        stamp = next((struct.unpack("qq", cdata[:16]) for level, kind, cdata in ancillary
+                      if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
         if local is None:
             continue
-        payload = handle(cache, data, peer[0], socket.inet_ntoa(local))
+        # The kernel's arrival time, not ours: a question that waited in the socket behind a
+        # slow read must not demand a read of its own.
+        asked = stamp[0] + stamp[1] / 1e9 if stamp else time.time()
+        payload = handle(cache, data, peer[0], socket.inet_ntoa(local), asked)
         if payload is not None:
             # in_pktinfo.ipi_spec_dst = the address asked: the answer leaves from it.
             sock.sendmsg([payload], [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("i4s4s", 0, local, bytes(4)))],

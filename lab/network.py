@@ -39,6 +39,10 @@ What tick() maps (all inside ROUTER_NS, never in the machine's root namespace):
   without an EIP cannot send to INTERNET_NS; ONPREM_NS reaches only the primary VPC's CIDR;
   a VPC's resolver answers its own VPC (and on premises for the primary VPC).
 
+Not modelled: security groups and network ACLs (everything a route allows passes), NAT
+gateways, transit gateways and IPv6 (their routes are dropped), secondary private IPs (a host
+adds them itself, as on EC2 without ec2-net-utils).
+
 Netfilter tool: `nft`. Inside a network namespace on this kernel nft, iptables-legacy and
 iptables-nft all work for nat and filter (probed in a scratch namespace; no module can be
 loaded, these are built in); nft is used because a whole table is replaced in one atomic

@@ -108,16 +108,17 @@ class Stage:
         self.ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
         self.ec2.create_route(RouteTableId=self.ids["rtb"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
         self.ids["igw"] = igw
-        self._launch("node1", self.ec2, self.ids["subnet_a"], "10.0.1.10", topology.PRIMARY_REGION)
-        self._launch("node2", self.ec2, self.ids["subnet_b"], "10.0.2.10", topology.PRIMARY_REGION)
-        self._launch("dr1", self.ec2_dr, self.ids["dr_subnet"], "10.1.1.10", topology.DR_REGION)
+        self.launch("node1", self.ec2, self.ids["subnet_a"], "10.0.1.10", topology.PRIMARY_REGION)
+        self.launch("node2", self.ec2, self.ids["subnet_b"], "10.0.2.10", topology.PRIMARY_REGION)
+        self.launch("dr1", self.ec2_dr, self.ids["dr_subnet"], "10.1.1.10", topology.DR_REGION)
 
     @staticmethod
     def _main_table(ec2: Any, vpc: str) -> str:
         tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
         return next(t["RouteTableId"] for t in tables if any(a.get("Main") for a in t.get("Associations", [])))
 
-    def _launch(self, name: str, ec2: Any, subnet: str, ip: str, region: str) -> None:
+    def launch(self, name: str, ec2: Any, subnet: str, ip: str, region: str) -> Node:
+        """A lab-host instance (not yet backed by a namespace: see start_node)."""
         instance = ec2.run_instances(
             ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet, PrivateIpAddress=ip,
             TagSpecifications=[{"ResourceType": "instance", "Tags": [
@@ -127,19 +128,24 @@ class Stage:
         # The route-table scenario's build-out turns the check off on the nodes' ENIs.
         ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={"Value": False})
         self.nodes[name] = Node(name, instance["InstanceId"], eni, ip, region)
+        return self.nodes[name]
 
     # -- node stand-ins -------------------------------------------------------------------------
 
     def start_nodes(self) -> None:
-        for node in self.nodes.values():
-            run(["ip", "netns", "add", node.netns])
-            self.namespaces.append(node.netns)
-            # Every node holds the VIP, so only the router decides who answers it.
-            run(["ip", "-n", node.netns, "addr", "add", f"{VIP}/32", "dev", "lo"])
-            run(["ip", "-n", node.netns, "link", "set", "lo", "up"])
-            proc = subprocess.Popen(["ip", "netns", "exec", node.netns, sys.executable, "-c", SERVER,
-                                     node.name, str(BANNER_PORT)], start_new_session=True)
-            self.pids.append(proc.pid)
+        for node in list(self.nodes.values()):
+            self.start_node(node)
+
+    def start_node(self, node: Node) -> None:
+        """The node's namespace (as the hypervisor would make it) and its banner server."""
+        run(["ip", "netns", "add", node.netns])
+        self.namespaces.append(node.netns)
+        # Every node holds the VIP, so only the router decides who answers it.
+        run(["ip", "-n", node.netns, "addr", "add", f"{VIP}/32", "dev", "lo"])
+        run(["ip", "-n", node.netns, "link", "set", "lo", "up"])
+        proc = subprocess.Popen(["ip", "netns", "exec", node.netns, sys.executable, "-c", SERVER,
+                                 node.name, str(BANNER_PORT)], start_new_session=True)
+        self.pids.append(proc.pid)
 
     # -- data plane -----------------------------------------------------------------------------
 

@@ -134,6 +134,25 @@ def test_stopped_instance_blackholes_its_routes(stage: Stage) -> None:
     assert answers(client, VIP, "node2")
 
 
+def test_vip_route_applies_to_the_subnets_of_its_table_only(stage: Stage) -> None:
+    client = stage.names.client
+    point_vip(stage, "node2")
+    assert answers(client, VIP, "node2")
+    custom = stage.ec2.create_route_table(VpcId=stage.ids["vpc"])["RouteTable"]["RouteTableId"]
+    association = stage.ec2.associate_route_table(RouteTableId=custom, SubnetId=stage.ids["subnet_a"])[
+        "AssociationId"]
+    try:
+        assert answers(client, VIP, None)                      # subnet a's table has no VIP route
+        assert banner(client, stage.nodes["node2"].private_ip) == "node2"   # its local route does
+        stage.ec2.create_route(RouteTableId=custom, DestinationCidrBlock=f"{VIP}/32",
+                               NetworkInterfaceId=stage.nodes["node1"].eni_id)
+        assert answers(client, VIP, "node1")                   # each table its own target
+    finally:
+        stage.ec2.disassociate_route_table(AssociationId=association)
+        stage.ec2.delete_route_table(RouteTableId=custom)
+    assert answers(client, VIP, "node2")
+
+
 # ---------------------------------------------------------------------------------------------
 # Elastic IP scenario
 
@@ -212,13 +231,14 @@ def test_private_zones_answer_associated_vpcs_only(stage: Stage) -> None:
     _upsert(stage, zone_id, name, "10.0.1.10", ttl=30)
     _upsert(stage, public_id, "www.lab-public.example", "192.0.2.80", ttl=45)
     dr_ns = stage.nodes["dr1"].netns
+    # Both writes are seen once both resolve (an answer may come from a view up to 0.2 s old).
     assert resolves(stage.names.client, name, ("10.0.1.10",))
+    assert resolves(stage.names.internet, "www.lab-public.example", ("192.0.2.80",))
     assert resolve(stage.names.onprem, name).addresses == ("10.0.1.10",)
     assert resolve(stage.names.internet, name).rcode == "NXDOMAIN"
     assert resolve(dr_ns, name, server=DR_RESOLVER).rcode == "NXDOMAIN"
     public = resolve(dr_ns, "www.lab-public.example", server=DR_RESOLVER)
     assert public.addresses == ("192.0.2.80",) and public.ttl == 45
-    assert resolve(stage.names.internet, "www.lab-public.example").addresses == ("192.0.2.80",)
     assert resolve(stage.names.client, "absent.lab-public.example").rcode == "NXDOMAIN"
     # A VPC's resolver serves that VPC only: the DR host cannot use the primary one.
     with pytest.raises(ProbeError):
@@ -272,6 +292,17 @@ def test_host_gets_moto_mac_address_and_default_route(stage: Stage) -> None:
     assert link["address"] == eni["MacAddress"]
     assert f"{node.private_ip}/24" in {f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"]}
     assert ip_json(node.netns, "route", "show", "default")[0]["gateway"] == "10.0.1.1"
+
+
+def test_host_link_comes_and_goes_with_the_instance(stage: Stage) -> None:
+    node = stage.launch("node3", stage.ec2, stage.ids["subnet_b"], "10.0.2.30", topology.PRIMARY_REGION)
+    stage.start_node(node)
+    try:
+        assert answers(stage.names.client, node.private_ip, "node3")
+        stage.ec2.terminate_instances(InstanceIds=[node.instance_id])
+        assert wait_for(lambda: "eth0" not in {e["ifname"] for e in ip_json(node.netns, "link", "show")})
+    finally:
+        stage.ec2.terminate_instances(InstanceIds=[node.instance_id])
 
 
 # ---------------------------------------------------------------------------------------------
