@@ -310,14 +310,16 @@ def _record_sets_at(aws: AwsSession, zone: Zone, fqdn: str) -> List[Dict[str, An
 
 
 def _conflict_message(fqdn: str, zone: Zone, item: Dict[str, Any]) -> str:
-    kind = item.get("Type")
+    kind = str(item.get("Type"))
+    # Record types are read letter by letter: "an A", "an MX", "a CNAME".
+    article = "an" if kind[:1] in "AEFHILMNORSX" else "a"
     if item.get("AliasTarget"):
         what = f"an alias {kind} record (to {item['AliasTarget'].get('DNSName', '?')})"
     elif item.get("SetIdentifier"):
-        what = f"a {kind} record with a routing policy (set identifier {item['SetIdentifier']})"
+        what = f"{article} {kind} record with a routing policy (set identifier {item['SetIdentifier']})"
     else:
         values = ", ".join(r["Value"] for r in item.get("ResourceRecords", []))
-        what = f"a {kind} record ({values})"
+        what = f"{article} {kind} record ({values})"
     return (f"Record {fqdn.rstrip('.')} in zone {zone.name.rstrip('.')} ({zone.zone_id}) already holds {what}: "
             "this module manages only a simple A record there; remove it or choose another name.")
 

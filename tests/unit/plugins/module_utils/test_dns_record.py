@@ -354,9 +354,9 @@ def test_record_names_outside_the_zone_or_invalid(record):
                                                  "EvaluateTargetHealth": False}},
      "an alias A record (to lb.example.)"),
     ({"Name": NAME, "Type": "AAAA", "TTL": 60, "ResourceRecords": [{"Value": "2001:db8::1"}]},
-     "a AAAA record (2001:db8::1)"),
+     "an AAAA record (2001:db8::1)"),
     (dict(a_record([IP1]), SetIdentifier="blue", Weight=10),
-     "a A record with a routing policy (set identifier blue)"),
+     "an A record with a routing policy (set identifier blue)"),
 ])
 def test_another_record_type_at_the_name_is_an_input_error_before_any_write(stubbed, other, what):
     r53, ec2 = stubbed.stub("route53"), stubbed.stub("ec2")
