@@ -237,4 +237,14 @@ def render(command: str, result: dict) -> str:
     if command == "down":
         return f"lab down in {result['down_seconds']:.2f} s" + (
             "" if result["was_up"] else " (was not up)")
+    if command == "status":
+        if not result["up"]:
+            return "lab is down" + ("; still present: " + ", ".join(result["left"])
+                                    if result["left"] else "")
+        memory = result["memory_mib"]
+        lines = [f"lab up: moto {result['endpoint_url']}; memory {memory['total']} MiB "
+                 f"(daemon {memory['daemon']}, hosts {memory['hosts']}, "
+                 f"{memory['processes']} processes)"]
+        lines += [f"  {h['instance_id']:<22} {h['power']:<4} {h['netns']}" for h in result["hosts"]]
+        return "\n".join(lines)
     return json.dumps(result, indent=2)

@@ -45,8 +45,22 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def root_namespace_network() -> dict[str, str]:
+    """The machine's own addresses, routes and links (the lab must never add to them)."""
+    def show(*args: str) -> str:
+        out = subprocess.run(["ip", "-o", *args], capture_output=True, text=True).stdout
+        return "\n".join(sorted(line.split(" link/")[0] for line in out.splitlines()))
+    return {"addresses": show("addr"), "routes": show("route", "show", "table", "all"),
+            "links": show("link")}
+
+
 @pytest.fixture(scope="session")
-def lab_session() -> bool:
+def root_network_before() -> dict[str, str]:
+    return root_namespace_network()
+
+
+@pytest.fixture(scope="session")
+def lab_session(root_network_before) -> bool:
     """True if this session brought the lab up (and so takes it down at the end)."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, mounts)")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import cli, hosts, lab_command, topology, wait_for
+from conftest import cli, hosts, lab_command, root_namespace_network, topology, wait_for
 
 POWER_FOLLOW = 0.5      # the hypervisor's promise: a power change follows the API call within this
 
@@ -152,3 +152,10 @@ def test_inventory_and_ssh_config_name_every_host(launch, lab):
     from conftest import Node
     by_name = Node(lab, node.id, "lab-node-inv", "by-name")
     assert by_name.check("hostname").strip() == "lab-node-inv"
+
+
+def test_root_network_namespace_is_untouched(launch, root_network_before):
+    """Hosts running, data plane up: not one address, route or link added to the machine."""
+    node = launch("lab-node-root")
+    node.wait_up()
+    assert root_namespace_network() == root_network_before
