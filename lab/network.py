@@ -2,18 +2,31 @@
 
 Interface (used by the lab daemon):
 
-    net = Network(aws_endpoint_url, state_dir)
+    net = Network(aws_endpoint_url, state_dir)      # names=Namespaces.scratch("t") in tests
     net.setup()      # ROUTER_NS, client namespaces CLIENT_NS / INTERNET_NS / ONPREM_NS and their
                      # links, AWS_API_ADDRESS (on ROUTER_NS's lo: this kernel has no dummy links),
-                     # and the lab resolver (lab/dns.py, a process tracked by PID in state_dir).
-                     # Starts from scratch: whatever an earlier run left is torn down first.
+                     # and the lab resolver (lab/dns.py, a process tracked by PID in state_dir;
+                     # setup() returns once it answers). Starts from scratch: whatever an
+                     # earlier run left is torn down first.
     net.tick()       # read moto once (both lab regions, calls in parallel), apply only the
-                     # differences; returns the list of changes made. Call it every ~0.2 s.
-                     # Route tables, lab-host instances and their ENIs, EIPs and peerings are
-                     # read on every tick; VPCs, subnets and IGW attachments every 5th tick.
+                     # differences; returns the list of changes made ([] when none).
+                     # Call it every 0.2-0.25 s, start to start. Route tables, lab-host
+                     # instances and their ENIs, EIPs (and peerings, when a route uses one) are
+                     # read on every tick; VPCs, subnets and IGW attachments every 5th. When the
+                     # plan and the host namespaces are unchanged the kernel is not even read,
+                     # except every HOST_CHECK_EVERY ticks (drift, host side, nft re-applied).
+                     # Raises NetworkError when ROUTER_NS is gone (setup() again).
     net.teardown()   # stop the resolver by PID, delete the four namespaces and /etc/netns files.
     net.close()      # release the reader threads (teardown() does it too).
-    measure_latencies(endpoint_url, ...)   # API write -> data-plane change, per kind of change.
+    measure_latencies(endpoint_url, names, samples)  # {kind: [seconds]}, API write -> data plane
+    format_latencies(results)                         # one printable line per kind
+    kernel_route(router_ns, route_table_id, cidr)     # what the router holds for a moto route
+
+Client probes are in lab/probe.py: probe(ns, host, port) (a banner: which node answered),
+http_get(ns, url), resolve(ns, name) (one DNS question to the namespace's resolver).
+Client namespaces get /etc/netns/<ns>/resolv.conf: CLIENT_NS and ONPREM_NS use the primary VPC's
+resolver (10.0.0.2), INTERNET_NS the router's internet side (203.0.113.1, public zones only).
+Hosts must point their resolv.conf at their own VPC's resolver (VPC base + 2).
 
 What tick() maps (all inside ROUTER_NS, never in the machine's root namespace):
 - every subnet of a VPC tagged ec2ha:lab=true -> bridge `br-<12 hex of the subnet id>` holding the
@@ -512,6 +525,18 @@ def _client_links(names: Namespaces) -> List[Tuple[str, str, str, str, str, str]
     ]
 
 
+def _namespace_inodes() -> Dict[str, int]:
+    """Every named network namespace with the inode of its /run/netns entry (a namespace
+    deleted and made again under the same name gets a new one)."""
+    found = {}
+    for name in os.listdir(NETNS_DIR) if NETNS_DIR.exists() else []:
+        try:
+            found[name] = (NETNS_DIR / name).stat().st_ino
+        except OSError:
+            pass                                # deleted while listing
+    return found
+
+
 class Network:
     """The lab's data plane; see the module docstring for what setup/tick/teardown do."""
 
@@ -527,6 +552,8 @@ class Network:
         self.clients = {region: session.client("ec2", region_name=region, endpoint_url=aws_endpoint_url)
                         for region in regions}
         self.applied_nft = ""
+        self.applied: Optional[Tuple[RouterPlan, Tuple[Tuple[str, int], ...]]] = None
+        self.errors = 0
         self.ticks = 0
         self.last_snapshot: Optional[Ec2Snapshot] = None
 
@@ -548,6 +575,7 @@ class Network:
             self._make_client(ns, link, router_addr, client_addr, gateway, resolver)
         self._route_eips_from_internet()
         self.applied_nft = ""
+        self.applied = None
         dns.start(self.endpoint_url, self.state_dir, self.names.router)
 
     def _make_client(self, ns: str, link: str, router_addr: str, client_addr: str,
@@ -586,6 +614,7 @@ class Network:
             if netns_exists(ns):
                 run(["ip", "netns", "delete", ns], check=False)
         self.applied_nft = ""
+        self.applied = None
         if close:
             self.close()
 
@@ -601,14 +630,22 @@ class Network:
         previous = self.last_snapshot if self.ticks % STRUCTURE_EVERY else None
         snap = read_ec2(self.clients, self.pool, previous)
         self.last_snapshot = snap
-        host_namespaces = set(os.listdir(NETNS_DIR)) if NETNS_DIR.exists() else set()
-        plan = plan_router(snap, host_namespaces)
-        state = read_router(self.names.router)
-        full_host_check = self.ticks % HOST_CHECK_EVERY == 0
+        host_namespaces = _namespace_inodes()
+        plan = plan_router(snap, set(host_namespaces))
+        full_check = self.ticks % HOST_CHECK_EVERY == 0
         self.ticks += 1
+        # Same plan, same host namespaces (a re-made one has a new inode), last pass clean: the
+        # kernel already holds it. Every HOST_CHECK_EVERY ticks it is read anyway (drift).
+        fingerprint = (plan, tuple(sorted(host_namespaces.items())))
+        if fingerprint == self.applied and not full_check:
+            return []
+        self.errors = 0
+        if full_check:
+            self.applied_nft = ""               # re-applied too, in case someone flushed it
+        state = read_router(self.names.router)
         changes: List[str] = []
         changes += self._apply(bridge_commands(plan, state))
-        changes += self._create_host_links(plan, state, full_host_check)
+        changes += self._create_host_links(plan, state, full_check)
         # Deleting a bridge took its routes and rules with it: do not delete them again.
         gone = {name for name in state.links if name.startswith(BRIDGE_PREFIX) and name not in plan.bridges}
         state.rules = {r for r in state.rules if r[0] not in gone}
@@ -616,10 +653,12 @@ class Network:
         changes += self._apply(port_commands(plan, state) + address_commands(plan, state)
                                + rule_commands(plan, state) + route_commands(plan, state))
         changes += self._apply_nft(plan.nft)
+        self.applied = fingerprint if self.errors == 0 else None
         return changes
 
     def _apply(self, cmds: List[str]) -> List[str]:
         for error in ip_batch(self.names.router, cmds):
+            self.errors += 1
             print(f"lab network: {error}", file=sys.stderr)
         return cmds
 
@@ -632,12 +671,14 @@ class Network:
                 proc = run(["ip", "-n", self.names.router, "link", "add", name, "type", "veth", "peer",
                             "name", link.host_if, "address", link.mac, "netns", link.netns], check=False)
                 if proc.returncode != 0:
+                    self.errors += 1
                     print(f"lab network: veth for {link.netns} not made: {proc.stderr.strip()}", file=sys.stderr)
                     continue
                 self._apply([f"link set {name} master {link.bridge} up"])
                 changes.append(f"host {link.netns} {link.host_if} {link.address}")
             # Re-asserted now and then: the commands are idempotent, so only errors are news.
             for error in ip_batch(link.netns, host_side_commands(link)):
+                self.errors += 1
                 print(f"lab network: {link.netns}: {error}", file=sys.stderr)
         return changes
 
