@@ -1,0 +1,391 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cluster_pair
+short_description: Create or adopt the two EC2 instances of a cluster pair, with their security group and IAM role
+version_added: 1.0.0
+description:
+  - Builds the AWS side of a two-node HA cluster in one VPC, the nodes in two subnets of different availability zones.
+  - Creates (or adopts) the security group C(<name>-cluster), the IAM role C(<name>-node) with an EC2 trust policy and
+    one inline policy C(ec2ha-node), the instance profile C(<name>-node) holding the role, and the two instances.
+  - The security group lets the two nodes reach each other (corosync knet UDP, pcsd TCP 2224, PostgreSQL TCP 5432,
+    SSH TCP 22; the group references itself) and admits SSH from O(admin_cidrs) and PostgreSQL from O(client_cidrs).
+    Its ingress rules are reconciled exactly - missing ones are added, any other is removed - because the group is
+    the cluster's own.
+  - The inline policy grants fencing (C(ec2:DescribeInstances), C(ec2:StopInstances), C(ec2:StartInstances) on
+    instances tagged C(ec2ha:cluster=<name>)) and exactly the calls the ec2ha agents make for the chosen
+    O(scenarios), scoped to O(route_table_ids), O(allocation_id) and O(hosted_zone_id).
+    See RV(policy) and the notes.
+  - Every resource made or adopted is tagged C(ec2ha:cluster=<name>); instances (and their primary network
+    interface) also C(ec2ha:node=<node name>), which is how a re-run finds the instances it launched.
+  - An adopted instance (O(nodes[].instance_id)) joins the security group (its other groups stay), is tagged, and gets
+    the instance profile if it has none; an instance profile it already has is kept, with a warning.
+  - With the V(route_table) scenario, the source/destination check is turned off on each node's primary interface.
+  - Reads first and writes only the difference; a second run with the same input reports no change and makes no
+    write. A run that failed midway leaves tagged resources that the next run finds and completes.
+  - Input is checked against AWS before any write; a bad value fails with one sentence and changes nothing.
+author: ec2ha.cluster developers (@ec2ha)
+options:
+  name:
+    description:
+      - The cluster name, 1 to 58 letters, digits or C(+=,.@_-). It names the security group C(<name>-cluster), the role
+        and instance profile C(<name>-node), and is the value of the tag C(ec2ha:cluster).
+    type: str
+    required: true
+  nodes:
+    description:
+      - Exactly two nodes, in two subnets of the same VPC and of different availability zones.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - The node's name; the C(Name) tag of an instance this module launches, and the C(ec2ha:node) tag.
+        type: str
+        required: true
+      subnet_id:
+        description:
+          - The subnet the node is in (launched there, or where the adopted instance must be).
+        type: str
+        required: true
+      private_ip:
+        description:
+          - The node's primary private IPv4 address, inside its subnet and not one of the five AWS keeps.
+          - Default - EC2 picks one. For an existing instance, a different address is an error.
+        type: str
+      instance_id:
+        description:
+          - Adopt this existing instance (pending or running, in O(nodes[].subnet_id)) instead of launching one.
+        type: str
+  image_id:
+    description:
+      - The AMI to launch nodes from. Required while a node has no instance yet.
+    type: str
+  instance_type:
+    description:
+      - The instance type of launched nodes. Required while a node has no instance yet.
+    type: str
+  key_name:
+    description:
+      - The EC2 key pair for launched nodes.
+    type: str
+  user_data:
+    description:
+      - User data for launched nodes (plain text; boto3 encodes it).
+    type: str
+  admin_cidrs:
+    description:
+      - CIDR blocks (IPv4 or IPv6) allowed to reach the nodes by SSH (TCP 22). Empty - SSH only between the nodes.
+    type: list
+    elements: str
+    default: []
+  client_cidrs:
+    description:
+      - CIDR blocks allowed to reach PostgreSQL (TCP 5432) on the nodes, for example the VPC's or the application's.
+    type: list
+    elements: str
+    default: []
+  corosync_port:
+    description:
+      - The UDP port of the corosync knet link between the nodes (the heartbeat role's C(heartbeat_knet_port)).
+      - One port, because knet uses one per link; the 5404-5406 range of older guides is for corosync 2's udp/udpu
+        transports.
+    type: int
+    default: 5405
+  scenarios:
+    description:
+      - The recovery scenarios the nodes' agents run; the inline policy grants what each needs, plus fencing.
+      - Each needs its resource option - V(route_table) O(route_table_ids), V(elastic_ip) O(allocation_id),
+        V(route53) O(hosted_zone_id).
+    type: list
+    elements: str
+    choices: [route_table, elastic_ip, route53]
+    default: []
+  route_table_ids:
+    description:
+      - The route tables (in the pair's VPC) whose VIP route the agent replaces; the policy allows C(ec2:ReplaceRoute)
+        on these only.
+    type: list
+    elements: str
+    default: []
+  allocation_id:
+    description:
+      - The Elastic IP's allocation id; the policy allows C(ec2:AssociateAddress) of this address only.
+    type: str
+  hosted_zone_id:
+    description:
+      - The Route 53 hosted zone id; the policy allows reading and changing records in this zone only.
+    type: str
+  lab_host:
+    description:
+      - Tag the instances C(ec2ha:lab-host=true) so the embedded lab backs each with a host.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for launched instances to be running.
+    type: float
+    default: 300
+extends_documentation_fragment:
+  - ec2ha.cluster.aws
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  action_group:
+    membership: [ec2ha.cluster.aws]
+  check_mode:
+    support: full
+    details: Reads everything and reports the writes it would make in RV(aws_calls) with C(planned=true).
+  diff_mode:
+    support: full
+    details: Before and after hold the security group's ingress rules, the role's policy and each node.
+  platform:
+    platforms: aws
+notes:
+  - There is no O(state=absent) on purpose - the nodes hold the cluster's data; terminating them, and the role
+    fencing depends on, is an act to take on its own, not a flag of a build-out module.
+  - The node policy leaves out C(ec2:RebootInstances) (fence_aws reboots with off and on) and C(ec2:CreateRoute)
+    (the agents only replace the VIP route; M(ec2ha.cluster.vip_route) creates it from the controller).
+    C(ec2:Describe*) and C(route53:ListHostedZonesByName) support no resource-level permissions and are on C(*).
+  - IAM permissions used by the module itself are C(ec2:Describe*) (subnets, instances, images, key pairs, network
+    interfaces, route tables, addresses, security groups), C(route53:GetHostedZone), C(ec2:CreateSecurityGroup),
+    C(ec2:AuthorizeSecurityGroupIngress), C(ec2:RevokeSecurityGroupIngress), C(ec2:CreateTags), C(ec2:RunInstances),
+    C(ec2:ModifyNetworkInterfaceAttribute), C(ec2:AssociateIamInstanceProfile), C(iam:GetRole), C(iam:CreateRole),
+    C(iam:UpdateAssumeRolePolicy), C(iam:TagRole), C(iam:GetRolePolicy), C(iam:PutRolePolicy),
+    C(iam:GetInstanceProfile), C(iam:CreateInstanceProfile), C(iam:AddRoleToInstanceProfile) and C(iam:PassRole).
+seealso:
+  - name: Fence agent for AWS
+    description: How fence_aws stops and starts instances.
+    link: https://github.com/ClusterLabs/fence-agents/blob/main/agents/aws/fence_aws.py
+"""
+
+EXAMPLES = r"""
+- name: Build a pair for the route table and Route 53 scenarios
+  ec2ha.cluster.cluster_pair:
+    name: pg
+    nodes:
+      - name: pg1
+        subnet_id: subnet-0aaaaaaaaaaaaaaa1
+        private_ip: 10.0.1.10
+      - name: pg2
+        subnet_id: subnet-0bbbbbbbbbbbbbbb2
+    image_id: ami-0123456789abcdef0
+    instance_type: t3.medium
+    key_name: ops
+    admin_cidrs: [10.99.0.0/16]
+    client_cidrs: [10.0.0.0/16]
+    scenarios: [route_table, route53]
+    route_table_ids: [rtb-0aaaaaaaaaaaaaaa1, rtb-0bbbbbbbbbbbbbbb2]
+    hosted_zone_id: Z0123456789ABCDEFGHIJ
+    region: eu-west-1
+  register: pair
+
+- name: Adopt two existing instances for the Elastic IP scenario
+  ec2ha.cluster.cluster_pair:
+    name: web
+    nodes:
+      - {name: web1, subnet_id: subnet-0aaaaaaaaaaaaaaa1, instance_id: i-0123456789abcdef0}
+      - {name: web2, subnet_id: subnet-0bbbbbbbbbbbbbbb2, instance_id: i-0fedcba9876543210}
+    scenarios: [elastic_ip]
+    allocation_id: eipalloc-0123456789abcdef0
+    region: eu-west-1
+
+- name: Preview the writes
+  ec2ha.cluster.cluster_pair:
+    name: pg
+    nodes: "{{ pg_nodes }}"
+    image_id: ami-0123456789abcdef0
+    instance_type: t3.medium
+    region: eu-west-1
+  check_mode: true
+  diff: true
+  register: preview
+
+- name: Add the nodes to the inventory
+  ansible.builtin.add_host:
+    name: "{{ item.key }}"
+    groups: [cluster]
+    ansible_host: "{{ item.value.private_ip }}"
+    heartbeat_instance_id: "{{ item.value.instance_id }}"
+  loop: "{{ pair.nodes | dict2items }}"
+"""
+
+RETURN = r"""
+nodes:
+  description:
+    - Per node name, what an inventory needs. In check mode a node not launched yet has C(instance_id) V((new)).
+  returned: success
+  type: dict
+  contains:
+    instance_id:
+      description: The instance id.
+      type: str
+      returned: success
+      sample: i-0123456789abcdef0
+    state:
+      description: The instance state (V(running) after a launch).
+      type: str
+      returned: success
+      sample: running
+    private_ip:
+      description: The primary private IPv4 address.
+      type: str
+      returned: success
+      sample: 10.0.1.10
+    public_ip:
+      description: The public IPv4 address, if any.
+      type: str
+      returned: success
+      sample: null
+    network_interface_id:
+      description: The primary network interface.
+      type: str
+      returned: success
+      sample: eni-0123456789abcdef0
+    availability_zone:
+      description: The node's availability zone.
+      type: str
+      returned: success
+      sample: eu-west-1a
+    subnet_id:
+      description: The node's subnet.
+      type: str
+      returned: success
+      sample: subnet-0aaaaaaaaaaaaaaa1
+    source_dest_check:
+      description: The primary interface's source/destination check.
+      type: bool
+      returned: success
+      sample: false
+    adopted:
+      description: Whether the instance was given by O(nodes[].instance_id).
+      type: bool
+      returned: success
+      sample: false
+  sample: {"pg1": {"instance_id": "i-0123456789abcdef0", "state": "running", "private_ip": "10.0.1.10",
+           "public_ip": null, "network_interface_id": "eni-0123456789abcdef0", "availability_zone": "eu-west-1a",
+           "subnet_id": "subnet-0aaaaaaaaaaaaaaa1", "source_dest_check": false, "adopted": false}}
+vpc_id:
+  description: The pair's VPC.
+  returned: success
+  type: str
+  sample: vpc-0123456789abcdef0
+security_group_id:
+  description: The security group C(<name>-cluster); V((new)) in check mode before it exists.
+  returned: success
+  type: str
+  sample: sg-0123456789abcdef0
+role_arn:
+  description: The ARN of the role C(<name>-node).
+  returned: success
+  type: str
+  sample: arn:aws:iam::123456789012:role/pg-node
+instance_profile_arn:
+  description: The ARN of the instance profile C(<name>-node).
+  returned: success
+  type: str
+  sample: arn:aws:iam::123456789012:instance-profile/pg-node
+policy:
+  description: The inline policy document C(ec2ha-node) of the role, as generated.
+  returned: success
+  type: dict
+  sample: {"Version": "2012-10-17", "Statement": [{"Sid": "Describe", "Effect": "Allow",
+           "Action": ["ec2:DescribeInstances"], "Resource": "*"}]}
+actions:
+  description: One line per write made (or, in check mode, planned).
+  returned: success
+  type: list
+  elements: str
+  sample: ["create security group pg-cluster", "allow udp 5405 from self"]
+before:
+  description: The pair as read before the run (security group id and ingress rules, role, policy, profile, nodes).
+  returned: success
+  type: dict
+  sample: {"security_group": {"id": null, "ingress": []}, "role": null, "policy": null, "instance_profile": null,
+           "nodes": {}}
+after:
+  description: The pair as re-read after the run; in check mode, as the planned writes would leave it.
+  returned: success
+  type: dict
+  sample: {"security_group": {"id": "sg-0123456789abcdef0", "ingress": ["tcp 22 from self"]}, "role": "pg-node",
+           "policy": {}, "instance_profile": "pg-node", "nodes": {}}
+aws_calls:
+  description:
+    - Every AWS API call made, in order; in check mode the writes are listed with C(planned=true) and not made.
+    - Also returned on failure, with the calls made up to the failure.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"service": "ec2", "operation": "create_security_group", "resource": "pg-cluster", "planned": false,
+            "params": {"GroupName": "pg-cluster"}}]
+"""
+
+from typing import Any, Dict
+
+from ansible_collections.ec2ha.cluster.plugins.module_utils.module_shell import new_module, run_module
+
+from ansible_collections.ec2ha.cluster.plugins.module_utils import cluster_pair
+
+
+ARGUMENT_SPEC: Dict[str, Any] = dict(
+    name=dict(type="str", required=True),
+    nodes=dict(type="list", elements="dict", required=True, options=dict(
+        name=dict(type="str", required=True),
+        subnet_id=dict(type="str", required=True),
+        private_ip=dict(type="str"),
+        instance_id=dict(type="str"),
+    )),
+    image_id=dict(type="str"),
+    instance_type=dict(type="str"),
+    key_name=dict(type="str", no_log=False),
+    user_data=dict(type="str"),
+    admin_cidrs=dict(type="list", elements="str", default=[]),
+    client_cidrs=dict(type="list", elements="str", default=[]),
+    corosync_port=dict(type="int", default=5405),
+    scenarios=dict(type="list", elements="str", default=[], choices=["route_table", "elastic_ip", "route53"]),
+    route_table_ids=dict(type="list", elements="str", default=[]),
+    allocation_id=dict(type="str"),
+    hosted_zone_id=dict(type="str"),
+    lab_host=dict(type="bool", default=False),
+    wait_timeout=dict(type="float", default=300.0),
+)
+
+
+def spec_from(p: Dict[str, Any]) -> cluster_pair.PairSpec:
+    nodes = tuple(cluster_pair.NodeSpec(n["name"], n["subnet_id"], n.get("private_ip"), n.get("instance_id"))
+                  for n in p["nodes"])
+    return cluster_pair.PairSpec(
+        name=p["name"], nodes=nodes, image_id=p["image_id"], instance_type=p["instance_type"],
+        key_name=p["key_name"], user_data=p["user_data"], admin_cidrs=tuple(p["admin_cidrs"]),
+        client_cidrs=tuple(p["client_cidrs"]), corosync_port=p["corosync_port"],
+        scenarios=tuple(dict.fromkeys(p["scenarios"])), route_table_ids=tuple(dict.fromkeys(p["route_table_ids"])),
+        allocation_id=p["allocation_id"], hosted_zone_id=p["hosted_zone_id"], lab_host=p["lab_host"],
+        wait_timeout=p["wait_timeout"])
+
+
+def main() -> None:
+    module = new_module(ARGUMENT_SPEC)
+
+    def body(aws: Any) -> Dict[str, Any]:
+        pair = cluster_pair.resolve(aws, spec_from(module.params))
+        result = cluster_pair.converge(aws, pair, module.check_mode)
+        out = result.as_dict()
+        # What was left as found on purpose (an adopted instance's own profile, a stopped node).
+        for warning in result.warnings:
+            module.warn(warning)
+        if module._diff:
+            out["diff"] = {"before": out["before"], "after": out["after"]}
+        return out
+
+    run_module(module, body)
+
+
+if __name__ == "__main__":
+    main()

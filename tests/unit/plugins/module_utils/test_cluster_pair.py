@@ -1,0 +1,230 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cluster_pair core: input checks, the security group race (Stubber), and a run that fails midway
+and is finished by the next one (a moto server on loopback, judged by describe calls)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import boto3
+import pytest
+
+from ansible_collections.ec2ha.cluster.plugins.module_utils import cluster_pair as cp
+from ansible_collections.ec2ha.cluster.plugins.module_utils import iam_policy
+from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
+    AwsCallError,
+    AwsSession,
+    ConnectionSettings,
+    InputError,
+)
+
+REPO = Path(__file__).resolve().parents[4]
+sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
+import moto_server  # noqa: E402
+import world as world_builder  # noqa: E402
+
+SUBNET_A, SUBNET_B = "subnet-0000000000000000a", "subnet-0000000000000000b"
+GROUP = "sg-00000000000000001"
+
+
+def spec(**overrides: Any) -> cp.PairSpec:
+    values: Dict[str, Any] = dict(name="pg", nodes=(cp.NodeSpec("pg1", SUBNET_A), cp.NodeSpec("pg2", SUBNET_B)),
+                                  image_id="ami-00000001", instance_type="t3.micro", admin_cidrs=("10.99.0.0/16",))
+    values.update(overrides)
+    return cp.PairSpec(**values)
+
+
+# --- input checks that need no AWS call ----------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"nodes": (cp.NodeSpec("pg1", SUBNET_A),)}, "^nodes lists 1 nodes: a cluster pair needs exactly two"),
+    ({"nodes": (cp.NodeSpec("pg1", SUBNET_A), cp.NodeSpec("pg1", SUBNET_B))}, "must be two different"),
+    ({"nodes": (cp.NodeSpec("pg1", "subnet-x"), cp.NodeSpec("pg2", SUBNET_B))}, "subnet_id 'subnet-x' is not a"),
+    ({"nodes": (cp.NodeSpec("pg1", SUBNET_A, "10.0.1.300"), cp.NodeSpec("pg2", SUBNET_B))}, "is not an IPv4"),
+    ({"nodes": (cp.NodeSpec("pg1", SUBNET_A, instance_id="i-00000000000000001"),
+                cp.NodeSpec("pg2", SUBNET_B, instance_id="i-00000000000000001"))}, "Both nodes adopt"),
+    ({"admin_cidrs": ("10.0.0.1/16",)}, "^admin_cidrs entry '10.0.0.1/16' is not a CIDR block"),
+    ({"admin_cidrs": ("everyone",)}, "^admin_cidrs entry 'everyone' is not a CIDR block"),
+    ({"scenarios": ("route_table",)}, "^Scenario route_table needs route_table_ids"),
+    ({"allocation_id": "eipalloc-0123456789abcdef0"}, "^allocation_id is set but elastic_ip is not in scenarios"),
+    ({"scenarios": ("route53",), "hosted_zone_id": "example.com"}, "is not a hosted zone id"),
+    ({"scenarios": ("carrier_pigeon",)}, "not among route_table, elastic_ip, route53"),
+    ({"name": "x" * 59}, "must be 1-58 letters"),
+    ({"corosync_port": 70000}, "is not a port number"),
+])
+def test_bad_input_is_one_sentence_before_any_call(stubbed, overrides, message):
+    with pytest.raises(InputError, match=message):
+        cp.resolve(stubbed.aws, spec(**overrides))
+    assert stubbed.aws.calls == []
+
+
+def test_wanted_rules_are_cluster_traffic_from_the_group_and_ssh_from_admins():
+    rules = [str(r) for r in cp.wanted_rules(spec(client_cidrs=("10.0.0.0/16",)))]
+    assert rules == ["tcp 22 from 10.99.0.0/16", "tcp 22 from self", "tcp 2224 from self",
+                     "tcp 5432 from 10.0.0.0/16", "tcp 5432 from self", "udp 5405 from self"]
+
+
+# --- the InvalidGroup.Duplicate race (Stubber) ---------------------------------------------------
+
+def group(permissions: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {"GroupId": GROUP, "GroupName": "pg-cluster", "VpcId": "vpc-00000001", "OwnerId": "123456789012",
+            "Description": "x", "IpPermissions": permissions, "Tags": [{"Key": "ec2ha:cluster", "Value": "pg"}]}
+
+
+def test_a_group_made_by_another_run_meanwhile_is_taken_and_reconciled(stubbed):
+    pair = cp.Pair(spec(), "us-east-1", "123456789012", "aws", "vpc-00000001", [])
+    ec2 = stubbed.stub("ec2")
+    ec2.add_client_error("create_security_group", "InvalidGroup.Duplicate", "The security group 'pg-cluster' "
+                         "already exists for VPC 'vpc-00000001'")
+    # The other run got as far as two rules, one of them wrong (SSH from everywhere).
+    raced = group([
+        {"IpProtocol": "udp", "FromPort": 5405, "ToPort": 5405, "UserIdGroupPairs": [{"GroupId": GROUP}]},
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "any"}]},
+    ])
+    ec2.add_response("describe_security_groups", {"SecurityGroups": [raced]}, {
+        "Filters": [{"Name": "vpc-id", "Values": ["vpc-00000001"]}, {"Name": "group-name", "Values": ["pg-cluster"]}]})
+    ec2.add_response("authorize_security_group_ingress", {"Return": True})
+    ec2.add_response("revoke_security_group_ingress", {"Return": True}, {
+        "GroupId": GROUP, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                             "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "any"}]}]})
+    w = cp.Writer(stubbed.aws, check_mode=False)
+
+    cp.ensure_group(w, pair)
+
+    stubbed.assert_all_used()
+    assert pair.group_id == GROUP
+    authorized = next(c for c in stubbed.aws.calls if c.operation == "authorize_security_group_ingress")
+    added = sorted(f"{p['IpProtocol']} {p['FromPort']} {(p.get('IpRanges') or p.get('UserIdGroupPairs'))[0]}"
+                   for p in authorized.params["IpPermissions"])
+    assert added == ["tcp 22 {'CidrIp': '10.99.0.0/16', 'Description': 'SSH from admins'}",
+                     f"tcp 22 {{'GroupId': '{GROUP}', 'Description': 'SSH between the nodes'}}",
+                     f"tcp 2224 {{'GroupId': '{GROUP}', 'Description': 'pcsd'}}",
+                     f"tcp 5432 {{'GroupId': '{GROUP}', 'Description': 'PostgreSQL replication'}}"]
+
+
+def test_a_group_of_another_cluster_is_refused_even_after_the_race(stubbed):
+    pair = cp.Pair(spec(), "us-east-1", "123456789012", "aws", "vpc-00000001", [])
+    ec2 = stubbed.stub("ec2")
+    ec2.add_client_error("create_security_group", "InvalidGroup.Duplicate", "exists")
+    other = group([])
+    other["Tags"] = [{"Key": "ec2ha:cluster", "Value": "web"}]
+    ec2.add_response("describe_security_groups", {"SecurityGroups": [other]})
+    with pytest.raises(InputError, match="belongs to cluster 'web'"):
+        cp.ensure_group(cp.Writer(stubbed.aws, False), pair)
+    assert [c.operation for c in stubbed.aws.calls] == ["create_security_group", "describe_security_groups"]
+
+
+# --- a failure midway, then a re-run (moto server) -----------------------------------------------
+
+class FailingOnce(AwsSession):
+    """An AwsSession whose N-th call of one operation fails as AWS would (a transient error)."""
+
+    def __init__(self, settings: ConnectionSettings, operation: str, nth: int):
+        super().__init__(settings)
+        self.operation, self.nth, self.seen = operation, nth, 0
+
+    def call(self, service: str, operation: str, resource: str = "", **params: Any) -> Dict[str, Any]:
+        if operation == self.operation:
+            self.seen += 1
+            if self.seen == self.nth:
+                from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCall
+                self.calls.append(AwsCall(service, operation, resource, params))
+                raise AwsCallError(f"ec2:RunInstances on {resource} failed with InsufficientInstanceCapacity.",
+                                   service, operation, "InsufficientInstanceCapacity", False)
+        return super().call(service, operation, resource, **params)
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("moto")
+    url = moto_server.start(state)
+    yield url
+    moto_server.stop(state)
+
+
+def settings(url: str) -> ConnectionSettings:
+    return ConnectionSettings(region="us-east-1", endpoint_url=url, access_key="testing", secret_key="testing")
+
+
+def writes(aws: AwsSession) -> List[str]:
+    return [c.operation for c in aws.calls if not c.operation.startswith(("describe_", "get_"))]
+
+
+def test_a_run_that_fails_midway_is_finished_by_the_next(endpoint):
+    world = world_builder.build(endpoint, "us-east-1", "cp" + uuid.uuid4().hex[:6])
+    ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    name = "mid" + uuid.uuid4().hex[:6]
+    wanted = spec(name=name, nodes=(cp.NodeSpec("n1", world["subnets"]["a"]), cp.NodeSpec("n2", world["subnets"]["b"])),
+                  image_id=ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"],
+                  scenarios=("route_table",), route_table_ids=(world["route_tables"]["a"],))
+
+    first = FailingOnce(settings(endpoint), "run_instances", 2)
+    pair = cp.resolve(first, wanted)
+    with pytest.raises(AwsCallError, match="InsufficientInstanceCapacity"):
+        cp.converge(first, pair)
+    assert writes(first)[-2:] == ["run_instances", "run_instances"]
+    tagged = [{"Name": "tag:ec2ha:cluster", "Values": [name]},
+              {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    assert len([i for r in ec2.describe_instances(Filters=tagged)["Reservations"] for i in r["Instances"]]) == 1
+
+    second = AwsSession(settings(endpoint))
+    result = cp.converge(second, cp.resolve(second, wanted))
+    # Only what was missing: the second node, and the first node's ENI settings the failure cut short.
+    assert result.changed
+    assert "run_instances" in writes(second) and writes(second).count("run_instances") == 1
+    assert not {"create_security_group", "create_role", "create_instance_profile", "put_role_policy",
+                "authorize_security_group_ingress"} & set(writes(second))
+
+    # Judged by EC2 and IAM themselves.
+    instances = [i for r in ec2.describe_instances(Filters=tagged)["Reservations"] for i in r["Instances"]]
+    assert sorted(cp.tag_value(i["Tags"], "ec2ha:node") for i in instances) == ["n1", "n2"]
+    assert {i["Placement"]["AvailabilityZone"] for i in instances} == {"us-east-1a", "us-east-1b"}
+    enis = ec2.describe_network_interfaces(NetworkInterfaceIds=[i["NetworkInterfaces"][0]["NetworkInterfaceId"]
+                                                                for i in instances])["NetworkInterfaces"]
+    group_id = result.as_dict()["security_group_id"]
+    assert all(not e["SourceDestCheck"] and group_id in [g["GroupId"] for g in e["Groups"]] for e in enis)
+    sg = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    assert {str(r) for r in cp.rules_of(sg)} == {str(r) for r in cp.wanted_rules(wanted)}
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    document = iam.get_role_policy(RoleName=f"{name}-node", PolicyName="ec2ha-node")["PolicyDocument"]
+    assert iam_policy.normalized(document) == iam_policy.normalized(result.as_dict()["policy"])
+    profile = iam.get_instance_profile(InstanceProfileName=f"{name}-node")["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [f"{name}-node"]
+    assert all(i["IamInstanceProfile"]["Arn"] == profile["Arn"] for i in instances)
+
+    third = AwsSession(settings(endpoint))
+    again = cp.converge(third, cp.resolve(third, wanted))
+    assert not again.changed and writes(third) == []
+    assert again.as_dict()["nodes"] == result.as_dict()["nodes"]
+
+
+def test_a_rule_added_by_hand_is_removed_and_a_missing_one_restored(endpoint):
+    world = world_builder.build(endpoint, "us-east-1", "cq" + uuid.uuid4().hex[:6])
+    aws = AwsSession(settings(endpoint))
+    ec2 = aws.client("ec2")
+    wanted = spec(name="rules" + uuid.uuid4().hex[:6],
+                  nodes=(cp.NodeSpec("n1", world["subnets"]["a"], instance_id=world["node1"]["id"]),
+                         cp.NodeSpec("n2", world["subnets"]["b"], instance_id=world["node2"]["id"])))
+    group_id = cp.converge(aws, cp.resolve(aws, wanted)).as_dict()["security_group_id"]
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "by hand"}]}])
+    ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 2224, "ToPort": 2224, "UserIdGroupPairs": [{"GroupId": group_id, "Description": "pcsd"}]}])
+
+    fix = AwsSession(settings(endpoint))
+    result = cp.converge(fix, cp.resolve(fix, dataclasses.replace(wanted)))
+
+    assert result.actions == ["allow tcp 2224 from self", "remove tcp 5432 from 0.0.0.0/0"]
+    sg = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    assert {str(r) for r in cp.rules_of(sg)} == {str(r) for r in cp.wanted_rules(wanted)}
