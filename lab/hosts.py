@@ -91,7 +91,10 @@ if [ ! -e /var/lib/e2h-lab/first-boot-done ]; then
   cat "$ca" >> /etc/ssl/certs/ca-certificates.crt
   mkdir -p /var/lib/e2h-lab && touch /var/lib/e2h-lab/first-boot-done
 fi
-for script in /etc/rc2.d/S*; do
+# sshd first, then the rest in rc order (Debian's startpar would run them side by side; a
+# slow PostgreSQL start must not keep the host unreachable).
+for script in /etc/rc2.d/S[0-9][0-9]ssh /etc/rc2.d/S*; do
+  case "$script" in /etc/rc2.d/S[0-9][0-9]ssh) [ -n "${ssh_done:-}" ] && continue; ssh_done=1 ;; esac
   [ -x "$script" ] && "$script" start >/dev/null 2>&1 </dev/null
 done
 touch /run/lab-booted

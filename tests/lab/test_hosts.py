@@ -3,7 +3,11 @@ terminate; and the lab itself comes down clean and up again at once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +163,51 @@ def test_root_network_namespace_is_untouched(launch, root_network_before):
     node = launch("lab-node-root")
     node.wait_up()
     assert root_namespace_network() == root_network_before
+
+
+def test_ansible_reaches_hosts_by_private_ip_through_the_lab_inventory(launch, lab):
+    nodes = [launch("lab-ansible-1"), launch("lab-ansible-2")]
+    for node in nodes:
+        node.wait_up()
+    wait_for(lambda: all(n.ip in open(lab["inventory"]).read() for n in nodes), 2,
+             what="both hosts in the inventory")
+    ansible = str(Path(sys.executable).parent / "ansible")
+    result = subprocess.run(
+        [ansible, "-i", lab["inventory"], ",".join(n.name for n in nodes), "-m", "command",
+         "-a", "hostname", "-o"], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for node in nodes:
+        assert f"{node.name} | CHANGED | rc=0 | (stdout) {node.name}" in result.stdout
+
+
+PROBE_SERVICE = """#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          e2h-probe
+# Required-Start:
+# Required-Stop:
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: lab test probe
+### END INIT INFO
+[ "$1" = start ] && date +%s.%N > /run/e2h-probe-started
+exit 0
+"""
+
+
+def test_services_enabled_with_update_rc_d_start_at_boot(launch, ec2):
+    node = launch("lab-node-rc")
+    node.wait_up()
+    node.check(f"cat > /etc/init.d/e2h-probe <<'EOF'\n{PROBE_SERVICE}EOF\n"
+               "chmod 755 /etc/init.d/e2h-probe && update-rc.d e2h-probe defaults")
+    assert node.ssh("test -e /run/e2h-probe-started").returncode == 1
+    ec2.reboot_instances(InstanceIds=[node.id])
+    node.wait_up()
+    wait_for(lambda: node.ssh("test -e /run/lab-booted").returncode == 0, 10, 0.2, "boot end")
+    assert node.ssh("test -e /run/e2h-probe-started").returncode == 0
+    node.check("update-rc.d e2h-probe disable")
+    ec2.reboot_instances(InstanceIds=[node.id])
+    node.wait_up()
+    # sshd starts first and the other services right after it: wait for init to finish.
+    wait_for(lambda: node.ssh("test -e /run/lab-booted").returncode == 0, 10, 0.2, "boot end")
+    assert node.ssh("test -e /run/e2h-probe-started").returncode == 1
