@@ -16,7 +16,8 @@ the primary VPC is associated. The most specific visible zone wins (private befo
 same name). Records come with their TTLs; a name missing from that zone is NXDOMAIN, a name
 without the asked type NOERROR with no answer, a name under no visible zone NXDOMAIN too (the
 lab has no internet to recurse to) except *.amazonaws.com, which points at AWS_API_ADDRESS.
-moto's zones are cached for at most CACHE_SECONDS (VPC CIDRs for VPC_CACHE_SECONDS).
+moto's zones and records are cached for at most CACHE_SECONDS (VPC CIDRs and the private
+zones' VPC associations for VPC_CACHE_SECONDS).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from lab.hosts import in_netns
 from lab.snapshot import Vpc, Zone, read_route53, read_vpcs
 
 CACHE_SECONDS = 0.2                        # hosted zones and records
-VPC_CACHE_SECONDS = 2.0                    # VPC CIDRs (which VPC a client is in)
+VPC_CACHE_SECONDS = 2.0                    # VPC CIDRs and private zones' VPC associations
 ACTIVE_SECONDS = 1.0                       # read ahead while questions came this recently
+WAIT_SECONDS = 3.0                         # longest a question waits for a fresh read
 AWS_API_TTL = 60
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)      # also the SCM type of its message
@@ -108,7 +110,7 @@ def answer(view: View, qname: str, qtype: str, client: str, resolver: str) -> An
         ttl, (target,) = cname[0], cname[1][:1]
         rcode, rest = answer(view, target, qtype, client, resolver) if target.lower() != name else ("NOERROR", [])
         return rcode, [(name, "CNAME", ttl, target)] + rest
-    if any(rname == name for rname, _ in zone.records) or name == zone.name:
+    if any(rname == name for rname, _rtype in zone.records) or name == zone.name:
         return "NOERROR", []
     return "NXDOMAIN", []
 
@@ -116,11 +118,12 @@ def answer(view: View, qname: str, qtype: str, client: str, resolver: str) -> An
 class ZoneCache:
     """moto's zones and VPCs as the resolver answers from them.
 
-    A question is answered from a view read at most CACHE_SECONDS before it; an older view is
-    re-read first. While questions keep coming (within ACTIVE_SECONDS of the last one) a
-    background thread re-reads ahead of time, so under load an answer does not wait for a
-    slow read of moto (which would make clients time out and ask again); when nobody asks,
-    nothing reads moto.
+    A question is answered from a view whose read of moto started at most CACHE_SECONDS before
+    the question arrived (the kernel's arrival time). One thread does the reads: while
+    questions keep coming (within ACTIVE_SECONDS of the last one) it reads back to back, at
+    most every CACHE_SECONDS / 2; when nobody asks, nothing reads moto. Questions wait for the
+    read they need on a condition, in their own threads, so a slow read under load delays
+    answers by about one read, never one read per queued question.
     """
 
     def __init__(self, endpoint_url: str) -> None:
@@ -132,41 +135,47 @@ class ZoneCache:
                     for r in (topology.PRIMARY_REGION, topology.DR_REGION)}
         self.pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="lab-dns")
         self.view: Optional[View] = None
+        self.error: Optional[Exception] = None
         self.read_at = 0.0
         self.vpcs_read_at = 0.0
         self.asked_at = 0.0
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()
         self.wake = threading.Event()
         threading.Thread(target=self._read_ahead, name="lab-dns-read-ahead", daemon=True).start()
 
     def get(self, asked: float) -> View:
-        """A view read at most CACHE_SECONDS before `asked` (time.time() the question arrived).
+        """A view read at most CACHE_SECONDS before `asked` (time.time() the question arrived);
+        raises the last read's error when moto could not be read in time."""
+        not_before = asked - CACHE_SECONDS
+        with self.changed:
+            self.asked_at = time.time()
+            self.wake.set()
+            self.changed.wait_for(lambda: self.error is not None or (
+                self.view is not None and self.read_at >= not_before), timeout=WAIT_SECONDS)
+            if self.error is not None or self.view is None:
+                raise self.error or TimeoutError("no read of moto in time")
+            return self.view
 
-        Questions that queued up behind a slow read are all answered by the next read that
-        starts in time for them, not one read each.
-        """
-        self.asked_at = time.time()
-        self.wake.set()
-        return self.refresh(not_before=asked - CACHE_SECONDS)
-
-    def refresh(self, not_before: float) -> View:
-        """The current view, read again unless its read started at or after `not_before`."""
-        view = self.view
-        if view is not None and self.read_at >= not_before:
-            return view
-        with self.lock:                        # one read of moto at a time
-            if self.view is not None and self.read_at >= not_before:
-                return self.view
-            started = time.time()
+    def read(self) -> None:
+        """One read of moto; the view is replaced and every waiting question woken."""
+        started = time.time()
+        try:
             # VPCs only place clients; they change at `lab up`, so they are re-read less often.
             stale_vpcs = self.view is None or started - self.vpcs_read_at > VPC_CACHE_SECONDS
             vpcs = self.pool.submit(read_vpcs, self.ec2, self.pool) if stale_vpcs else None
-            zones = read_route53(self.route53, self.pool)
-            self.view = View(zones=zones, vpcs=vpcs.result() if vpcs else self.view.vpcs)  # type: ignore[union-attr]
-            self.read_at = started            # the age counts from before the read
+            # Zone-VPC associations are re-read with the VPCs; records on every read.
+            zones = read_route53(self.route53, self.pool, () if stale_vpcs else self.view.zones)  # type: ignore[union-attr]
+            view = View(zones=zones, vpcs=vpcs.result() if vpcs else self.view.vpcs)  # type: ignore[union-attr]
+        except Exception as exc:  # moto unreachable: waiting questions get SERVFAIL
+            with self.changed:
+                self.error = exc
+                self.changed.notify_all()
+            raise
+        with self.changed:
+            self.view, self.read_at, self.error = view, started, None
             if stale_vpcs:
                 self.vpcs_read_at = started
-            return self.view
+            self.changed.notify_all()
 
     def _read_ahead(self) -> None:
         while True:
@@ -174,9 +183,10 @@ class ZoneCache:
             self.wake.clear()
             while time.time() - self.asked_at < ACTIVE_SECONDS:
                 try:
-                    self.refresh(not_before=time.time() - CACHE_SECONDS / 2)
-                except Exception as exc:  # moto unreachable: the next question reports it
+                    self.read()
+                except Exception as exc:  # reported to the questions waiting; logged once here
                     print(f"lab dns: reading moto failed: {exc}", file=sys.stderr, flush=True)
+                    time.sleep(CACHE_SECONDS)
                 time.sleep(max(0.0, self.read_at + CACHE_SECONDS / 2 - time.time()))
 
 
@@ -214,7 +224,7 @@ def handle(cache: ZoneCache, data: bytes, client: str, resolver: str, asked: flo
 def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53) -> None:
     cache = ZoneCache(endpoint_url)
     try:
-        cache.refresh(not_before=time.time())  # warm: the first read builds the boto3 clients
+        cache.read()                           # warm: the first read builds the boto3 clients
     except Exception as exc:  # moto not up yet: the first question retries
         print(f"lab dns: first read of moto failed: {exc}", file=sys.stderr, flush=True)
 
@@ -229,6 +239,7 @@ def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53
     sock: socket.socket = in_netns(router_ns, make_socket)  # type: ignore[assignment]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"{READY} 0.0.0.0:{port}", file=sys.stderr, flush=True)
+    answering = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lab-dns-answer")
     while True:
         data, ancillary, _flags, peer = sock.recvmsg(4096, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16))
         local = next((cdata[8:12] for level, kind, cdata in ancillary
@@ -237,14 +248,20 @@ def serve(endpoint_url: str, router_ns: str = topology.ROUTER_NS, port: int = 53
                       if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS), None)
         if local is None:
             continue
-        # The kernel's arrival time, not ours: a question that waited in the socket behind a
-        # slow read must not demand a read of its own.
+        # The kernel's arrival time, not ours: how fresh the answer must be is fixed when the
+        # question arrives, however long it queued.
         asked = stamp[0] + stamp[1] / 1e9 if stamp else time.time()
-        payload = handle(cache, data, peer[0], socket.inet_ntoa(local), asked)
-        if payload is not None:
-            # in_pktinfo.ipi_spec_dst = the address asked: the answer leaves from it.
-            sock.sendmsg([payload], [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("i4s4s", 0, local, bytes(4)))],
-                       0, peer)
+        answering.submit(reply, sock, cache, data, peer, local, asked)
+
+
+def reply(sock: socket.socket, cache: ZoneCache, data: bytes, peer: Tuple[str, int], local: bytes,
+          asked: float) -> None:
+    """Answer one question (in a worker thread) from the address it was sent to."""
+    payload = handle(cache, data, peer[0], socket.inet_ntoa(local), asked)
+    if payload is not None:
+        # in_pktinfo.ipi_spec_dst = the address asked: the answer leaves from it.
+        pktinfo = struct.pack("i4s4s", 0, local, bytes(4))
+        sock.sendmsg([payload], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, peer)
 
 
 def start(endpoint_url: str, state_dir: Path, router_ns: str = topology.ROUTER_NS) -> int:

@@ -121,7 +121,7 @@ class NetworkError(Exception):
 
 
 def run(cmd: List[str], stdin: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise NetworkError(f"{' '.join(cmd)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
@@ -324,7 +324,7 @@ def nft_ruleset(snap: Ec2Snapshot) -> str:
     eips = _elastic_ips(snap, {v.id for v in lab_vpcs})
     primary = snap.primary_vpc()
     inet = f'iifname "{INTERNET_LINK}"'
-    pre = [f"{inet} ip daddr != {_nft_set([INTERNET_ROUTER] + [p for p, _ in eips])} drop"]
+    pre = [f"{inet} ip daddr != {_nft_set([INTERNET_ROUTER] + [public for public, _private in eips])} drop"]
     if primary is not None:
         pre.append(f'iifname "{ONPREM_LINK}" ip daddr != {primary.cidr} drop')
     else:
@@ -332,7 +332,7 @@ def nft_ruleset(snap: Ec2Snapshot) -> str:
     dnat = [f"{inet} ip daddr {public} dnat to {private}" for public, private in eips]
     snat = [f'oifname "{INTERNET_LINK}" ip saddr {private} snat to {public}'
             for public, private in {priv: (pub, priv) for pub, priv in eips}.values()]
-    with_eip = sorted({private for _, private in eips})
+    with_eip = sorted({private for _public, private in eips})
     forward = ([f'oifname "{INTERNET_LINK}" ip saddr != {_nft_set(with_eip)} drop'] if with_eip
                else [f'oifname "{INTERNET_LINK}" drop'])
     forward.append(f'iifname "{INTERNET_LINK}" ct status & dnat == 0 drop')
@@ -725,126 +725,158 @@ def measure_latencies(aws_endpoint_url: str, names: Namespaces = Namespaces(), s
     lab host in the primary lab VPC. Uses scratch objects it removes afterwards: a /32 route
     to 198.51.100.77 in the primary VPC's main table, an Elastic IP, a public hosted zone
     latency.lab.test. Observed: the kernel route (route, src/dst check), the nft DNAT rule
-    (EIP), and the resolver's answer from the internet client (DNS).
+    (EIP), and the resolver's answer to the internet client (DNS). With two or more running
+    lab hosts a sample moves the route / EIP from one to the next, as a failover does.
     """
-    import boto3
-    from lab.probe import ProbeError, resolve
-
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
-    ec2 = session.client("ec2", region_name=topology.PRIMARY_REGION, endpoint_url=aws_endpoint_url)
-    route53 = session.client("route53", region_name=topology.PRIMARY_REGION, endpoint_url=aws_endpoint_url)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        snap = read_ec2({topology.PRIMARY_REGION: ec2}, pool)
-    primary = snap.primary_vpc()
-    enis = [e for e in snap.enis if primary is not None and e.vpc_id == primary.id and e.device_index == 0
-            and getattr(snap.instance(e.instance_id), "state", "") == "running"]
-    main = next((t for t in snap.route_tables if primary is not None and t.vpc_id == primary.id and t.main), None)
-    if not enis or main is None:
-        raise NetworkError("measuring needs a lab VPC with a running lab host (run `lab up` first)")
-    dest = "198.51.100.77/32"
-
-    def current() -> Optional[KernelRoute]:
-        return kernel_route(names.router, main.id, dest)
-
-    results: Dict[str, List[float]] = {"route": [], "src/dst check": [], "eip": [], "dns": []}
-    eni, flag = enis[0], enis[0].source_dest_check
-    allocation = None
-    zone_id = None
+    bench = _LatencyBench(aws_endpoint_url, names, timeout)
     try:
-        _timed(lambda: ec2.create_route(RouteTableId=main.id, DestinationCidrBlock=dest,
-                                        NetworkInterfaceId=eni.id), current, timeout)
-        for i in range(samples):
-            if len(enis) > 1:
-                target = enis[(i + 1) % len(enis)].id
-                write: Callable[[], Any] = lambda t=target: ec2.replace_route(
-                    RouteTableId=main.id, DestinationCidrBlock=dest, NetworkInterfaceId=t)
-            elif current() is None:
-                write = lambda: ec2.create_route(RouteTableId=main.id, DestinationCidrBlock=dest,
-                                                 NetworkInterfaceId=eni.id)
-            else:
-                write = lambda: ec2.delete_route(RouteTableId=main.id, DestinationCidrBlock=dest)
-            results["route"].append(_timed(write, current, timeout))
-        # Back onto the first ENI (create_route overwrites in moto), then flip its check.
-        ec2.create_route(RouteTableId=main.id, DestinationCidrBlock=dest, NetworkInterfaceId=eni.id)
-        _poll_change(lambda: _points_at(current(), eni.private_ip), False, timeout)
-        for i in range(samples):
-            value = (not flag) if i % 2 == 0 else flag
-            results["src/dst check"].append(_timed(
-                lambda v=value: ec2.modify_network_interface_attribute(
-                    NetworkInterfaceId=eni.id, SourceDestCheck={"Value": v}), current, timeout))
-
-        allocation = ec2.allocate_address(Domain="vpc")
-        public = allocation["PublicIp"]
-
-        def dnat_target() -> Optional[str]:
-            ruleset = run(["ip", "netns", "exec", names.router, "nft", "list", "table", "ip", NFT_TABLE]).stdout
-            for line in ruleset.splitlines():
-                if f"ip daddr {public} dnat to " in line:
-                    return line.split("dnat to ")[1].strip()
-            return None
-
-        for i in range(samples):
-            if len(enis) > 1:
-                target = enis[i % len(enis)].id
-                write = lambda t=target: ec2.associate_address(
-                    AllocationId=allocation["AllocationId"], NetworkInterfaceId=t, AllowReassociation=True)
-            elif dnat_target() is None:
-                write = lambda: ec2.associate_address(AllocationId=allocation["AllocationId"],
-                                                      NetworkInterfaceId=eni.id, AllowReassociation=True)
-            else:
-                write = lambda: ec2.disassociate_address(
-                    AssociationId=ec2.describe_addresses(AllocationIds=[allocation["AllocationId"]])
-                    ["Addresses"][0]["AssociationId"])
-            results["eip"].append(_timed(write, dnat_target, timeout))
-
-        zone_id = route53.create_hosted_zone(Name="latency.lab.test", CallerReference=str(time.time()))[
-            "HostedZone"]["Id"]
-        name = "probe.latency.lab.test"
-
-        def answer() -> Tuple[str, ...]:
-            for _ in range(int(timeout / 0.5)):
-                try:
-                    return resolve(names.internet, name, server=INTERNET_ROUTER, timeout=0.5).addresses
-                except ProbeError:
-                    continue                  # a resolver re-reading moto under load: ask again
-            raise NetworkError(f"the lab resolver did not answer within {timeout} s")
-
-        for i in range(samples):
-            change = {"Action": "UPSERT", "ResourceRecordSet": {
-                "Name": name, "Type": "A", "TTL": 1, "ResourceRecords": [{"Value": f"192.0.2.{i + 1}"}]}}
-            results["dns"].append(_timed(lambda c=change: route53.change_resource_record_sets(
-                HostedZoneId=zone_id, ChangeBatch={"Changes": [c]}), answer, timeout))
+        return {"route": [bench.route_sample(i) for i in range(samples)],
+                "src/dst check": [bench.check_sample(i) for i in range(samples)],
+                "eip": [bench.eip_sample(i) for i in range(samples)],
+                "dns": [bench.dns_sample(i) for i in range(samples)]}
     finally:
-        _cleanup_measurement(ec2, route53, main.id, dest, eni.id, flag, allocation, zone_id)
-    return results
+        bench.cleanup()
 
 
-def _cleanup_measurement(ec2: Any, route53: Any, table_id: str, dest: str, eni_id: str, flag: bool,
-                         allocation: Optional[Mapping[str, Any]], zone_id: Optional[str]) -> None:
-    calls: List[Callable[[], Any]] = [
-        lambda: ec2.delete_route(RouteTableId=table_id, DestinationCidrBlock=dest),
-        lambda: ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, SourceDestCheck={"Value": flag}),
-    ]
-    if allocation is not None:
-        def drop_address() -> None:
-            found = ec2.describe_addresses(AllocationIds=[allocation["AllocationId"]])["Addresses"]
-            if found and found[0].get("AssociationId"):
-                ec2.disassociate_address(AssociationId=found[0]["AssociationId"])
-            ec2.release_address(AllocationId=allocation["AllocationId"])
-        calls.append(drop_address)
-    if zone_id is not None:
-        def drop_zone() -> None:
-            for record in route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]:
-                if record["Type"] not in ("NS", "SOA"):
-                    route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
-                        "Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]})
-            route53.delete_hosted_zone(Id=zone_id)
-        calls.append(drop_zone)
-    for call in calls:
-        try:
-            call()
-        except Exception as exc:  # cleanup goes on; the leftover is named
-            print(f"lab network: cleanup after measuring: {exc}", file=sys.stderr)
+class _LatencyBench:
+    """The scratch objects and observers behind measure_latencies."""
+
+    DESTINATION = "198.51.100.77/32"
+    ZONE = "latency.lab.test"
+    NAME = "probe.latency.lab.test"
+
+    def __init__(self, endpoint_url: str, names: Namespaces, timeout: float) -> None:
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.ec2 = session.client("ec2", region_name=topology.PRIMARY_REGION, endpoint_url=endpoint_url)
+        self.route53 = session.client("route53", region_name=topology.PRIMARY_REGION, endpoint_url=endpoint_url)
+        self.names, self.timeout = names, timeout
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            snap = read_ec2({topology.PRIMARY_REGION: self.ec2}, pool)
+        primary = snap.primary_vpc()
+        self.enis = [e for e in snap.enis if primary is not None and e.vpc_id == primary.id
+                     and e.device_index == 0 and getattr(snap.instance(e.instance_id), "state", "") == "running"]
+        self.table = next((t.id for t in snap.route_tables
+                           if primary is not None and t.vpc_id == primary.id and t.main), None)
+        if not self.enis or self.table is None:
+            raise NetworkError("measuring needs a lab VPC with a running lab host (run `lab up` first)")
+        self.eni = self.enis[0]
+        self.flag = self.eni.source_dest_check
+        self.routed = False
+        self.allocation: Optional[str] = None
+        self.public: Optional[str] = None
+        self.zone_id: Optional[str] = None
+
+    # -- observers -----------------------------------------------------------------------------
+
+    def kernel(self) -> Optional[KernelRoute]:
+        return kernel_route(self.names.router, self.table or "", self.DESTINATION)
+
+    def dnat_target(self) -> Optional[str]:
+        ruleset = run(["ip", "netns", "exec", self.names.router, "nft", "list", "table", "ip", NFT_TABLE]).stdout
+        for line in ruleset.splitlines():
+            if f"ip daddr {self.public} dnat to " in line:
+                return line.split("dnat to ")[1].strip()
+        return None
+
+    def answer(self) -> Tuple[str, ...]:
+        from lab.probe import ProbeError, resolve
+
+        for _attempt in range(int(self.timeout)):
+            try:   # a 1 s timeout, as the lab's resolv.conf gives glibc
+                return resolve(self.names.internet, self.NAME, server=INTERNET_ROUTER, timeout=1.0).addresses
+            except ProbeError:
+                continue                      # lost under load: ask again
+        raise NetworkError(f"the lab resolver did not answer within {self.timeout} s")
+
+    # -- samples -------------------------------------------------------------------------------
+
+    def _route_to(self, eni_id: str) -> None:
+        # moto's create_route overwrites an existing destination (AWS would want replace_route).
+        self.ec2.create_route(RouteTableId=self.table, DestinationCidrBlock=self.DESTINATION,
+                              NetworkInterfaceId=eni_id)
+        self.routed = True
+
+    def _unroute(self) -> None:
+        self.ec2.delete_route(RouteTableId=self.table, DestinationCidrBlock=self.DESTINATION)
+        self.routed = False
+
+    def route_sample(self, i: int) -> float:
+        if i == 0:
+            _timed(lambda: self._route_to(self.eni.id), self.kernel, self.timeout)
+        if len(self.enis) > 1:
+            target = self.enis[(i + 1) % len(self.enis)].id
+            return _timed(lambda: self._route_to(target), self.kernel, self.timeout)
+        return _timed(self._unroute if self.routed else lambda: self._route_to(self.eni.id),
+                      self.kernel, self.timeout)
+
+    def check_sample(self, i: int) -> float:
+        if i == 0:                              # back onto the first ENI, then flip its check
+            self._route_to(self.eni.id)
+            _poll_change(lambda: _points_at(self.kernel(), self.eni.private_ip), False, self.timeout)
+        value = (not self.flag) if i % 2 == 0 else self.flag
+        return _timed(lambda: self.ec2.modify_network_interface_attribute(
+            NetworkInterfaceId=self.eni.id, SourceDestCheck={"Value": value}), self.kernel, self.timeout)
+
+    def _associate(self, eni_id: str) -> None:
+        self.ec2.associate_address(AllocationId=self.allocation, NetworkInterfaceId=eni_id,
+                                   AllowReassociation=True)
+
+    def _disassociate(self) -> None:
+        found = self.ec2.describe_addresses(AllocationIds=[self.allocation])["Addresses"]
+        if found and found[0].get("AssociationId"):
+            self.ec2.disassociate_address(AssociationId=found[0]["AssociationId"])
+
+    def eip_sample(self, i: int) -> float:
+        if self.allocation is None:
+            allocation = self.ec2.allocate_address(Domain="vpc")
+            self.allocation, self.public = allocation["AllocationId"], allocation["PublicIp"]
+        if len(self.enis) > 1:
+            target = self.enis[i % len(self.enis)].id
+            return _timed(lambda: self._associate(target), self.dnat_target, self.timeout)
+        associated = self.dnat_target() is not None
+        return _timed(self._disassociate if associated else lambda: self._associate(self.eni.id),
+                      self.dnat_target, self.timeout)
+
+    def dns_sample(self, i: int) -> float:
+        if self.zone_id is None:
+            self.zone_id = self.route53.create_hosted_zone(
+                Name=self.ZONE, CallerReference=f"latency-{time.time()}")["HostedZone"]["Id"]
+        change = {"Action": "UPSERT", "ResourceRecordSet": {
+            "Name": self.NAME, "Type": "A", "TTL": 1, "ResourceRecords": [{"Value": f"192.0.2.{i + 1}"}]}}
+        return _timed(lambda: self.route53.change_resource_record_sets(
+            HostedZoneId=self.zone_id, ChangeBatch={"Changes": [change]}), self.answer, self.timeout)
+
+    # -- cleanup -------------------------------------------------------------------------------
+
+    def _drop_zone(self) -> None:
+        for record in self.route53.list_resource_record_sets(HostedZoneId=self.zone_id)["ResourceRecordSets"]:
+            if record["Type"] not in ("NS", "SOA"):
+                self.route53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
+                    "Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]})
+        self.route53.delete_hosted_zone(Id=self.zone_id)
+
+    def _drop_address(self) -> None:
+        self._disassociate()
+        self.ec2.release_address(AllocationId=self.allocation)
+
+    def cleanup(self) -> None:
+        """Remove every scratch object; a failure is named and the rest still goes."""
+        steps: List[Callable[[], Any]] = [
+            lambda: self.ec2.modify_network_interface_attribute(
+                NetworkInterfaceId=self.eni.id, SourceDestCheck={"Value": self.flag})]
+        if self.routed:
+            steps.append(self._unroute)
+        if self.allocation is not None:
+            steps.append(self._drop_address)
+        if self.zone_id is not None:
+            steps.append(self._drop_zone)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # cleanup goes on; the leftover is named
+                print(f"lab network: cleanup after measuring: {exc}", file=sys.stderr)
 
 
 def format_latencies(results: Mapping[str, List[float]]) -> str:

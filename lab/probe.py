@@ -117,7 +117,7 @@ def http_get(ns: str, url: str, timeout: float = 2.0) -> str:
     request = (f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {parts.hostname}\r\n"
                "Connection: close\r\n\r\n").encode()
     raw = _exchange(ns, address, parts.port or 80, request, timeout, whole=True)
-    head, _, body = raw.partition(b"\r\n\r\n")
+    head, _blank, body = raw.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0].decode(errors="replace")
     if " 200 " not in status + " ":
         raise ProbeError(f"GET {url} from {ns}: {status or 'no answer'}")

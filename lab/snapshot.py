@@ -272,7 +272,7 @@ _LIVE_READERS = {
 }
 # The lab's structure, built once at `lab up`: re-read less often (see read_ec2).
 _STRUCTURE_READERS = {
-    "vpcs": lambda c, region: _vpcs(c, region),
+    "vpcs": _vpcs,
     "subnets": lambda c, region: _subnets(c),
     "attached_igws": lambda c, region: _igws(c),
 }
@@ -323,21 +323,28 @@ def _zone_records(client: Any, zone_id: str) -> Dict[Tuple[str, str], Tuple[int,
     return records
 
 
-def _zone(client: Any, summary: Mapping[str, Any]) -> Zone:
+def _zone(client: Any, summary: Mapping[str, Any], known_vpcs: Mapping[str, Tuple[Tuple[str, str], ...]]) -> Zone:
     zone_id = summary["Id"].split("/")[-1]
     private = bool((summary.get("Config") or {}).get("PrivateZone"))
     vpcs: Tuple[Tuple[str, str], ...] = ()
-    if private:
+    if private and zone_id in known_vpcs:
+        vpcs = known_vpcs[zone_id]
+    elif private:
         detail = client.get_hosted_zone(Id=zone_id)
         vpcs = tuple((v["VPCRegion"], v["VPCId"]) for v in detail.get("VPCs") or [])
     return Zone(id=zone_id, name=_fqdn(summary["Name"]), private=private, vpcs=vpcs,
                 records=_zone_records(client, zone_id))
 
 
-def read_route53(client: Any, pool: Executor) -> Tuple[Zone, ...]:
-    """Every hosted zone with its A/CNAME/... records (zone reads run in parallel)."""
+def read_route53(client: Any, pool: Executor, previous: Iterable[Zone] = ()) -> Tuple[Zone, ...]:
+    """Every hosted zone with its records (zone reads run in parallel).
+
+    The VPC associations of private zones in `previous` are reused (one get_hosted_zone call
+    per private zone saved); records are always read.
+    """
+    known = {z.id: z.vpcs for z in previous if z.private}
     summaries = _paginate(client, "list_hosted_zones", "HostedZones")
-    return tuple(pool.map(lambda s: _zone(client, s), summaries))
+    return tuple(pool.map(lambda s: _zone(client, s, known), summaries))
 
 
 def read_vpcs(clients: Mapping[str, Any], pool: Executor) -> Tuple[Vpc, ...]:
