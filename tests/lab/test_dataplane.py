@@ -309,9 +309,10 @@ def test_host_link_comes_and_goes_with_the_instance(stage: Stage) -> None:
 # Figures, then teardown (keep these last: the teardown test ends the module's data plane)
 
 
-def test_reconcile_latency_is_measured(stage: Stage) -> None:
+def test_reconcile_latency_is_measured(stage: Stage, capsys: pytest.CaptureFixture) -> None:
     results = measure_latencies(stage.endpoint, stage.names, samples=3)
-    print("\nreconcile latency, API write -> data plane (tick every 0.2 s):\n" + format_latencies(results))
+    with capsys.disabled():                    # the figures show without -s
+        print("\nreconcile latency, API write -> data plane (tick every 0.2 s):\n" + format_latencies(results))
     assert {kind: len(values) for kind, values in results.items()} == {
         "route": 3, "src/dst check": 3, "eip": 3, "dns": 3}
     assert not stage.ticker.errors, stage.ticker.errors
