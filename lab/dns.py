@@ -1,12 +1,14 @@
 """The lab's Route 53 Resolver: answers from moto's hosted zones, inside ROUTER_NS.
 
-    start(endpoint_url, state_dir) -> pid    # `python -m lab.dns serve`, PID in state_dir/dns.pid
-    stop(state_dir)                          # SIGTERM (then SIGKILL) that PID
+    start(endpoint_url, state_dir, router_ns) -> pid   # `python -m lab.dns serve`; PID in
+                                                       # state_dir/dns.pid; returns once serving
+    stop(state_dir)                                    # SIGTERM (then SIGKILL) that PID
 
 The process runs in the machine's root namespace, where moto listens on loopback; only its
-socket is made inside ROUTER_NS (by a thread that joined it). That UDP socket on 0.0.0.0:53 serves every resolver address the data plane puts on
-ROUTER_NS's lo (each lab VPC's base + 2) and the router's internet-side address; IP_PKTINFO
-tells which address was asked so the answer leaves from it. The nftables rules of
+socket is made inside ROUTER_NS (by a thread that joined it). That UDP socket on 0.0.0.0:53
+answers on every resolver address the data plane puts on ROUTER_NS's lo (each lab VPC's
+base + 2) and on the router's internet-side address, and ignores questions sent to any other
+(a gateway); IP_PKTINFO tells which address was asked so the answer leaves from it. The nftables rules of
 lab/network.py let a VPC's resolver be reached from that VPC only (and the primary VPC's from on
 premises, as through an inbound endpoint).
 
@@ -16,8 +18,9 @@ the primary VPC is associated. The most specific visible zone wins (private befo
 same name). Records come with their TTLs; a name missing from that zone is NXDOMAIN, a name
 without the asked type NOERROR with no answer, a name under no visible zone NXDOMAIN too (the
 lab has no internet to recurse to) except *.amazonaws.com, which points at AWS_API_ADDRESS.
-moto's zones and records are cached for at most CACHE_SECONDS (VPC CIDRs and the private
-zones' VPC associations for VPC_CACHE_SECONDS).
+An answer comes from a read of moto's zones and records that started at most CACHE_SECONDS
+before the question arrived (VPC CIDRs and the private zones' VPC associations may be up to
+VPC_CACHE_SECONDS old); see ZoneCache. UDP only (answers are small).
 """
 
 from __future__ import annotations
