@@ -17,7 +17,8 @@ description:
   - Writes the record with one C(ChangeResourceRecordSets) C(UPSERT), only when its type, TTL or values
     differ from what is asked; otherwise C(changed=false) and no write.
   - With O(wait), polls C(GetChange) until the change is C(INSYNC), at a growing interval and at most
-    O(wait_timeout) seconds. A wait that times out fails and names the change id and the time waited.
+    O(wait_timeout) seconds. A wait that times out fails and names the change id and the time waited;
+    the record is written all the same, and a rerun reports C(changed=false).
   - Every input check happens before any write. The module fails on an unknown zone, a zone name shared
     by a private and a public zone without O(private_zone), a record outside the zone, a record name
     that already holds another record type (CNAME, AAAA, an alias or a routing-policy record set), an
