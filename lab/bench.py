@@ -1,9 +1,10 @@
 """`python -m lab bench`: the lab's own figures.
 
 lab up (cold, packages installed) and down time, first boot of three hosts (RunInstances ->
-sshd answers), power-change follow latency (API call returns... host's PID namespace gone /
-boot started / sshd answers again) for stop, start and reboot, and the memory of the lab's
-processes (PSS of the daemon and every host process). Timestamps come from the system-wide
+sshd answers), power-change follow latency (from just before the API call to: the host's PID
+namespace gone / boot started / sshd answers again) for stop, start and reboot, the memory of
+the lab's processes (PSS of the daemon and every host process), and the data plane's own
+API-write -> kernel latencies (lab/network.py's probe). Timestamps come from the system-wide
 monotonic clock, shared by this process and the daemon's power marks.
 """
 
@@ -139,6 +140,28 @@ def measure_power(ec2, instance_id: str) -> dict:
             "start_to_sshd_s": median(start_ssh), "reboot_to_sshd_s": median(reboot_ssh)}
 
 
+def disable_source_dest_check(ec2, ids: list[str]) -> None:
+    """Let the bench hosts' ENIs forward: the data-plane probe moves a route between them."""
+    for reservation in ec2.describe_instances(InstanceIds=ids)["Reservations"]:
+        for instance in reservation["Instances"]:
+            for eni in instance["NetworkInterfaces"]:
+                ec2.modify_network_interface_attribute(
+                    NetworkInterfaceId=eni["NetworkInterfaceId"], SourceDestCheck={"Value": False})
+
+
+def data_plane_latencies(endpoint_url: str) -> dict:
+    """API write -> data plane shows it (lab/network.py's own probe), medians in seconds."""
+    try:
+        from lab.network import measure_latencies
+    except ImportError:
+        return {"skipped": "lab/network.py is absent"}
+    try:
+        samples = measure_latencies(endpoint_url, samples=REPEATS)
+    except Exception as exc:       # the control-plane figures stand on their own
+        return {"error": str(exc)}
+    return {f"{kind}_s": median(values) for kind, values in samples.items()}
+
+
 def run() -> dict:
     """Measure; brings the lab up (and down at the end) when it was not up."""
     import boto3
@@ -153,19 +176,31 @@ def run() -> dict:
                        aws_access_key_id=info["aws_access_key_id"],
                        aws_secret_access_key=info["aws_secret_access_key"])
     figures["daemon_start_s"] = info["daemon_start_seconds"]
-    t0 = time.monotonic()
-    ids = run_hosts(ec2, info["world"], 3, "bench")
-    boots = [wait_ssh(i, t0) for i in ids]
-    figures["first_boot_3_hosts_s"] = {"median": median(boots), "last": round(max(boots), 3)}
-    figures["memory_mib_3_hosts"] = lab_memory_mib(info["pid"])
-    figures["power"] = measure_power(ec2, ids[0])
-    t0 = time.monotonic()
-    ec2.terminate_instances(InstanceIds=ids)
-    deadline = time.monotonic() + 10
-    while any(hosts.netns_exists(topology.host_netns(i)) for i in ids) \
-            and time.monotonic() < deadline:
-        time.sleep(0.005)
-    figures["terminate_3_hosts_removed_s"] = round(time.monotonic() - t0, 3)
-    if not was_up:
-        figures["lab_down_s"] = cli.down()["down_seconds"]
+    ids: list[str] = []
+    try:
+        t0 = time.monotonic()
+        ids = run_hosts(ec2, info["world"], 3, "bench")
+        boots = [wait_ssh(i, t0) for i in ids]
+        figures["first_boot_3_hosts_s"] = {"median": median(boots), "last": round(max(boots), 3)}
+        figures["memory_mib_3_hosts"] = lab_memory_mib(info["pid"])
+        figures["power"] = measure_power(ec2, ids[0])
+        disable_source_dest_check(ec2, ids)     # as the route-table scenario does
+        figures["data_plane"] = data_plane_latencies(info["endpoint_url"])
+        t0 = time.monotonic()
+        ec2.terminate_instances(InstanceIds=ids)
+        wait_removed(ids)
+        figures["terminate_3_hosts_removed_s"] = round(time.monotonic() - t0, 3)
+    finally:
+        if not was_up:
+            figures["lab_down_s"] = cli.down()["down_seconds"]
+        elif ids:
+            ec2.terminate_instances(InstanceIds=ids)
     return figures
+
+
+def wait_removed(ids: list[str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(hosts.netns_exists(topology.host_netns(i)) for i in ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"hosts still present after {timeout} s: {ids}")
+        time.sleep(0.005)

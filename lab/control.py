@@ -42,8 +42,8 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def ensure_ca() -> tuple[Path, Path]:
-    """The lab CA (kept across `up`s) and a server certificate for every AWS name; returns
-    (ca.crt, server.pem with key and chain)."""
+    """The lab CA (kept across `up`s, so hosts' trust stays valid) and a fresh server
+    certificate for every AWS name; returns (ca.crt, server.pem with key and chain)."""
     CA_DIR.mkdir(parents=True, exist_ok=True)
     ca_crt, ca_key_path = CA_DIR / "ca.crt", CA_DIR / "ca.key"
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -61,8 +61,7 @@ def ensure_ca() -> tuple[Path, Path]:
         _write_key(ca_key_path, key)
         ca_crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     server_pem = CA_DIR / "server.pem"
-    if not server_pem.exists() or server_pem.stat().st_mtime < ca_crt.stat().st_mtime:
-        _issue_server_cert(ca_crt, ca_key_path, server_pem, now)
+    _issue_server_cert(ca_crt, ca_key_path, server_pem, now)   # milliseconds; names stay current
     return ca_crt, server_pem
 
 

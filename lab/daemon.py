@@ -9,10 +9,10 @@ it and wait for its PID.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +25,7 @@ from lab import control, hosts, hypervisor, topology, world
 LAB_JSON = topology.STATE_DIR / "lab.json"
 SSH_DIR = topology.STATE_DIR / "ssh"
 ROUTER_MARK = topology.STATE_DIR / "router-by-hypervisor"
-DAEMON_LOCK = topology.STATE_DIR / "daemon.lock"
+MACHINE_LOCK = "ec2ha-lab-daemon"
 
 
 def ensure_ssh_key() -> tuple[Path, str]:
@@ -119,25 +119,29 @@ def build_world(endpoint: str, public_key: str, out: dict) -> None:
         out["error"] = exc
 
 
-def hold_lock(path: Path):
-    """An exclusive lock held for the life of the returned file object, or None if taken."""
-    handle = open(path, "a")
+def hold_machine_lock() -> socket.socket | None:
+    """A machine-wide lock for the life of the daemon, or None if another lab holds it.
+
+    The namespace names are fixed, so two labs (two checkouts) would tear down each other's data
+    plane. An abstract unix socket name is unique per machine, vanishes with its process and
+    leaves no file behind.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        sock.bind("\0" + MACHINE_LOCK)
+    except OSError:
+        sock.close()
         return None
-    return handle
+    return sock
 
 
 def main() -> int:
     """Bring the lab's control plane up, serve until SIGTERM, then tear everything down."""
     topology.STATE_DIR.mkdir(parents=True, exist_ok=True)
-    # One lab per machine: the namespace names are fixed, a second daemon would tear the
-    # first one's data plane down.
-    lock = hold_lock(DAEMON_LOCK)
+    lock = hold_machine_lock()
     if lock is None:
-        print("lab daemon: another lab daemon is running (lab/state/daemon.lock)", flush=True)
+        print("lab daemon: another lab is up on this machine (maybe from another checkout); "
+              "run `python -m lab down` there first", flush=True)
         return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

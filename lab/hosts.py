@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -120,8 +120,6 @@ class Host:
     spec: HostSpec
     generation: int
     process: subprocess.Popen | None = None
-    booted_at: float = 0.0
-    log: list[str] = field(default_factory=list)
 
     @property
     def netns(self) -> str:
@@ -283,7 +281,6 @@ def boot(host: Host, ca_pem: bytes, authorized_key: str) -> None:
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
     finally:
         log.close()
-    host.booted_at = time.monotonic()
     (hdir / "pid").write_text(str(host.process.pid))
 
 

@@ -47,7 +47,7 @@ def resolver_for(backend, instance) -> str:
 def spec_for(instance, backend) -> hosts.HostSpec:
     keep = tuple(a["PrivateIpAddress"] for eni in instance.nics.values()
                  for a in eni.private_ip_addresses)
-    return hosts.HostSpec(instance_id=instance.id, hostname=imds.hosts_name(instance),
+    return hosts.HostSpec(instance_id=instance.id, hostname=imds.host_name(instance),
                           private_ip=instance.private_ip, resolver=resolver_for(backend, instance),
                           keep_addresses=keep)
 

@@ -61,7 +61,7 @@ def metadata_tree(instance, backend) -> dict:
         macs[eni.mac_address] = entry
     az = instance.placement.zone
     region = backend.region_name
-    name = hosts_name(instance)
+    name = host_name(instance)
     tree = {
         "ami-id": instance.image_id,
         "hostname": name,
@@ -80,7 +80,7 @@ def metadata_tree(instance, backend) -> dict:
     return tree
 
 
-def hosts_name(instance) -> str:
+def host_name(instance) -> str:
     """The instance's Name tag, else EC2's ip-a-b-c-d form."""
     name = _tags(instance).get("Name")
     return name or "ip-" + instance.private_ip.replace(".", "-")
