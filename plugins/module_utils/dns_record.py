@@ -35,6 +35,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status
 
 # Route 53 ids are upper-case letters and digits (Z...; moto draws any letter); names are
 # matched case-insensitively, so a lower-case or dotted value is always a name.
@@ -124,28 +125,6 @@ class DnsTarget:
     @property
     def record(self) -> RecordSet:
         return RecordSet(self.name, self.ttl, (self.value,))
-
-
-@dataclasses.dataclass(frozen=True)
-class Action:
-    """One write the plan needs; made with AwsSession.call, or recorded with AwsSession.plan."""
-
-    operation: str
-    resource: str
-    params: Dict[str, Any]
-    summary: str
-
-
-@dataclasses.dataclass
-class Status:
-    """What a monitor answers: ok, wrong (with one line per difference) or unknown (API trouble)."""
-
-    status: str
-    details: List[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 @dataclasses.dataclass

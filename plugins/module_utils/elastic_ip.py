@@ -29,6 +29,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, reread_until
 
 ALLOCATION_ID = re.compile(r"^eipalloc-[0-9a-f]{8,17}$")
 # describe_addresses answers these when the address is not in this account and region.
@@ -112,28 +113,6 @@ class EipTarget:
 
     def describe(self) -> str:
         return f"{self.eni_id} ({self.private_ip}) of node {self.node_label}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Action:
-    """One write the plan needs; made with AwsSession.call, or recorded with AwsSession.plan."""
-
-    operation: str
-    resource: str
-    params: Dict[str, Any]
-    summary: str
-
-
-@dataclasses.dataclass
-class Status:
-    """What a monitor answers: ok, wrong (with one line per difference) or unknown (API trouble)."""
-
-    status: str
-    details: List[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 @dataclasses.dataclass
@@ -243,17 +222,11 @@ def verify(aws: AwsSession, target: EipTarget, timeout: float = DEFAULT_VERIFY_T
            sleep: Callable[[float], None] = time.sleep) -> ElasticIp:
     """Re-read with describe_addresses until the EIP shows on the target (bounded: EC2 reads are
     eventually consistent); VerifyError if it does not."""
-    deadline = clock() + timeout
-    delay = 0.25
-    while True:
-        address = read_address(aws, allocation_id=target.allocation_id)
-        status = classify(address, target)
-        if status.ok:
-            return address
-        if clock() + delay > deadline:
-            raise VerifyError(f"After AssociateAddress, {status.details[0]} (re-read for {timeout:g} s).")
-        sleep(delay)
-        delay = min(delay * 2, 2.0)
+    address, status = reread_until(lambda: read_address(aws, allocation_id=target.allocation_id),
+                                   lambda a: classify(a, target), timeout, clock, sleep)
+    if not status.ok:
+        raise VerifyError(f"After AssociateAddress, {status.details[0]} (re-read for {timeout:g} s).")
+    return address
 
 
 def converge(aws: AwsSession, target: EipTarget, check_mode: bool = False,

@@ -29,6 +29,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, reread_until
 
 ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{8,17}$")
 MISSING = "missing"
@@ -95,27 +96,6 @@ class RouteReport:
     def as_dict(self) -> Dict[str, Any]:
         return {"route_tables": {rtb: r.holder() for rtb, r in self.routes.items()},
                 "source_dest_check": dict(self.source_dest_check)}
-
-
-@dataclasses.dataclass
-class Action:
-    """One EC2 write (a snake_case boto3 operation) that moves the VIP closer to the target."""
-
-    operation: str
-    resource: str
-    params: Dict[str, Any]
-
-
-@dataclasses.dataclass
-class Status:
-    """What a monitor answers: ok, wrong (with one line per difference) or unknown (API trouble)."""
-
-    status: str
-    details: List[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 @dataclasses.dataclass
@@ -365,17 +345,12 @@ def verify(aws: AwsSession, target: Target, timeout: float = DEFAULT_VERIFY_TIME
 
     ``eni_ids``: more ENIs to report the src/dst check of (those "before" showed, for a like-for-like diff).
     """
-    deadline = clock() + timeout
-    delay = 0.25
-    while True:
-        report = read_routes(aws, target.vip, target.route_table_ids, unique([target.eni_id] + list(eni_ids)))
-        status = classify(report, target)
-        if status.ok:
-            return report
-        if clock() + delay > deadline:
-            raise VerifyError(f"After the writes, {'; '.join(status.details)} (re-read for {timeout:g} s).")
-        sleep(delay)
-        delay = min(delay * 2, 2.0)
+    enis = unique([target.eni_id] + list(eni_ids))
+    report, status = reread_until(lambda: read_routes(aws, target.vip, target.route_table_ids, enis),
+                                  lambda r: classify(r, target), timeout, clock, sleep)
+    if not status.ok:
+        raise VerifyError(f"After the writes, {'; '.join(status.details)} (re-read for {timeout:g} s).")
+    return report
 
 
 def converge(aws: AwsSession, target: Target, check_mode: bool = False,

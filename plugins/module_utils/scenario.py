@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the three scenario cores share: a planned write, a monitor's answer, a bounded re-read.
+
+Pure Python (no boto3, no Ansible import).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Dict, List, Tuple, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """One write a plan needs (a snake_case boto3 operation); made with AwsSession.call, or
+    recorded with AwsSession.plan in check mode."""
+
+    operation: str
+    resource: str
+    params: Dict[str, Any]
+    summary: str = ""
+
+
+@dataclasses.dataclass
+class Status:
+    """What a monitor answers: ok, wrong (one line per difference) or unknown (the API did not
+    answer: throttling, timeout; not a failure, check again next interval)."""
+
+    status: str
+    details: List[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def reread_until(read: Callable[[], T], judge: Callable[[T], Status], timeout: float,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> Tuple[T, Status]:
+    """Re-read after a write until the judge says ok or ``timeout`` seconds pass (EC2 reads are
+    eventually consistent). The interval doubles from 0.25 s up to 2 s and never overshoots the
+    deadline. Returns the last reading and its status; the caller decides what a miss means."""
+    deadline = clock() + timeout
+    delay = 0.25
+    while True:
+        reading = read()
+        status = judge(reading)
+        if status.ok or clock() + delay > deadline:
+            return reading, status
+        sleep(delay)
+        delay = min(delay * 2, 2.0)
