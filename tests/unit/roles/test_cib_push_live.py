@@ -4,10 +4,11 @@
 """The CIB push against a LIVE Pacemaker, not a file: a one-node corosync +
 pacemaker started inside private pid/mount/net/uts namespaces (loopback only,
 tmpfs over every state directory), corosync.conf rendered by the role. The
-heartbeat and replication CIB tasks run twice through ansible-playbook: the
-first run patches, the second reports changed=0.
+heartbeat and replication CIB tasks run four times through ansible-playbook:
+check mode (reports the change, writes nothing), real (patches), check mode and
+real again (changed=0).
 
-Opt-in (about two minutes): EC2HA_LIVE_CIB=1. Resources never start: the
+Opt-in (about five minutes): EC2HA_LIVE_CIB=1. Resources never start: the
 cluster is put in maintenance mode in the same patch, and PostgreSQL paths
 point nowhere (the mount namespace shares this machine's disk).
 """
@@ -82,18 +83,21 @@ corosync -f > {work}/corosync.out 2>&1 &
 /usr/sbin/pacemakerd -f > {work}/pacemakerd.out 2>&1 &
 set +e
 cd {work}
-for run in 1 2; do
-  {playbook} -i inventory play.yml > run$run.log 2>&1
+run=0
+for mode in --check "" --check ""; do
+  run=$((run + 1))
+  {playbook} -i inventory play.yml $mode > run$run.log 2>&1
   echo "run$run rc=$?"
+  cibadmin --query > after$run.xml
 done
 crm_verify -L > verify.log 2>&1; echo "verify rc=$?"
 cibadmin --query > live.xml
 """
 
 
-def test_second_push_on_a_live_cluster_changes_nothing(tmp_path: Path):
+def test_check_push_check_push_on_a_live_cluster(tmp_path: Path):
     if os.environ.get("EC2HA_LIVE_CIB") != "1":
-        pytest.skip("opt-in, about two minutes: EC2HA_LIVE_CIB=1 (starts corosync+pacemaker in private namespaces)")
+        pytest.skip("opt-in, about five minutes: EC2HA_LIVE_CIB=1 (starts corosync+pacemaker in private namespaces)")
     require("unshare", "corosync", "pacemakerd", "corosync-keygen", "ip")
     if os.geteuid() != 0:
         pytest.skip("needs root (namespaces, tmpfs mounts)")
@@ -113,11 +117,15 @@ def test_second_push_on_a_live_cluster_changes_nothing(tmp_path: Path):
     done = subprocess.run(["unshare", "--mount", "--pid", "--net", "--uts", "--fork", "--kill-child",
                            "--mount-proc", "sh", str(work / "boot.sh")],
                           capture_output=True, text=True, timeout=600, env=env)
-    logs = {n: (work / n).read_text() for n in ("run1.log", "run2.log") if (work / n).exists()}
-    assert "run1 rc=0" in done.stdout and "run2 rc=0" in done.stdout, done.stdout + done.stderr + str(logs)
-    recap = {n: re.search(r"alpha\s+: ok=\d+\s+changed=(\d+)", text).group(1) for n, text in logs.items()}
-    assert recap["run1.log"] == "2"  # one patch for heartbeat, one for replication
-    assert recap["run2.log"] == "0"  # idempotent against the live CIB
+    runs = ["run1.log", "run2.log", "run3.log", "run4.log"]
+    logs = {n: (work / n).read_text() for n in runs if (work / n).exists()}
+    assert all(f"{n[:-4]} rc=0" in done.stdout for n in runs), done.stdout + done.stderr + str(logs)
+    changed = [re.search(r"alpha\s+: ok=\d+\s+changed=(\d+)", logs[n]).group(1) for n in runs]
+    # check mode reports both pending patches (the compare tasks) and writes nothing;
+    # the real run patches twice (heartbeat, replication); then nothing is left to do.
+    assert changed == ["2", "2", "0", "0"], changed
+    assert "fence-aws" not in (work / "after1.xml").read_text()
+    assert "fence-aws" in (work / "after2.xml").read_text()
     assert "verify rc=0" in done.stdout, (work / "verify.log").read_text()
     live = (work / "live.xml").read_text()
     for needle in ('<primitive id="fence-aws" class="stonith" type="fence_aws">', '<clone id="pgsqld-clone">',
