@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import re
 import time
 import urllib.parse
@@ -115,7 +116,8 @@ class PairSpec:
                 _check_cidr(option, cidr)
         if not 1 <= int(self.corosync_port) <= 65535:
             raise InputError(f"corosync_port {self.corosync_port} is not a port number (1-65535).")
-        if not float(self.wait_timeout) > 0:
+        seconds = float(self.wait_timeout)
+        if math.isnan(seconds) or seconds <= 0:
             raise InputError(f"wait_timeout {self.wait_timeout} must be a positive number of seconds.")
 
     def _check_scenario_resources(self) -> None:

@@ -27,6 +27,8 @@ description:
   - An adopted instance (O(nodes[].instance_id)) joins the security group (its other groups stay), is tagged, and gets
     the instance profile if it has none; an instance profile it already has is kept, with a warning.
   - With the V(route_table) scenario, the source/destination check is turned off on each node's primary interface.
+  - O(image_id), O(instance_type), O(key_name), O(user_data) and O(nodes[].private_ip) are used at launch only; an
+    existing node is never replaced or resized (a different private IP is an error).
   - Reads first and writes only the difference; a second run with the same input reports no change and makes no
     write. A run that failed midway leaves tagged resources that the next run finds and completes.
   - Input is checked against AWS before any write; a bad value fails with one sentence and changes nothing.
@@ -149,7 +151,7 @@ attributes:
   platform:
     platforms: aws
 notes:
-  - There is no O(state=absent) on purpose - the nodes hold the cluster's data; terminating them, and the role
+  - There is no C(state=absent) on purpose - the nodes hold the cluster's data; terminating them, and the role
     fencing depends on, is an act to take on its own, not a flag of a build-out module.
   - The node policy leaves out C(ec2:RebootInstances) (fence_aws reboots with off and on) and C(ec2:CreateRoute)
     (the agents only replace the VIP route; M(ec2ha.cluster.vip_route) creates it from the controller).

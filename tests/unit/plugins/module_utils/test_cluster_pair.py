@@ -122,6 +122,63 @@ def test_a_group_of_another_cluster_is_refused_even_after_the_race(stubbed):
     assert [c.operation for c in stubbed.aws.calls] == ["create_security_group", "describe_security_groups"]
 
 
+# --- a just-made instance profile that RunInstances does not know yet (IAM is eventually consistent) --
+
+class FakeClock:
+    """A clock that only moves when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: List[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def launch_pair() -> cp.Pair:
+    node = cp.NodeState(cp.NodeSpec("pg1", SUBNET_A), "us-east-1a")
+    pair = cp.Pair(spec(), "us-east-1", "123456789012", "aws", "vpc-00000001", [node])
+    pair.group = group([])
+    pair.profile = {"Arn": "arn:aws:iam::123456789012:instance-profile/pg-node", "Roles": []}
+    return pair
+
+
+def test_launch_retries_while_the_new_instance_profile_is_unknown_then_launches_once(stubbed):
+    pair = launch_pair()
+    ec2 = stubbed.stub("ec2")
+    for _attempt in range(2):
+        ec2.add_client_error("run_instances", "InvalidParameterValue", "Value (arn:aws:iam::123456789012:"
+                             "instance-profile/pg-node) for parameter iamInstanceProfile.arn is invalid. Invalid IAM "
+                             "Instance Profile ARN")
+    ec2.add_response("run_instances", {"Instances": [{"InstanceId": "i-0000000000000000a"}]})
+    clock = FakeClock()
+    w = cp.Writer(stubbed.aws, check_mode=False)
+
+    cp.launch(w, pair, pair.nodes[0], clock, clock.sleep)
+
+    stubbed.assert_all_used()
+    assert pair.nodes[0].instance["InstanceId"] == "i-0000000000000000a"
+    assert clock.slept == [1.0, 2.0]
+    assert w.actions == ["launch node pg1 in subnet-0000000000000000a"]
+    launched = [c for c in stubbed.aws.calls if c.operation == "run_instances"][-1].params
+    assert launched["IamInstanceProfile"] == {"Arn": "arn:aws:iam::123456789012:instance-profile/pg-node"}
+    assert launched["SecurityGroupIds"] == [GROUP] and launched["SubnetId"] == SUBNET_A
+
+
+def test_launch_gives_up_on_another_invalid_parameter_at_once(stubbed):
+    pair = launch_pair()
+    stubbed.stub("ec2").add_client_error("run_instances", "InvalidParameterValue", "Invalid value 't9.huge' "
+                                         "for InstanceType")
+    clock = FakeClock()
+    with pytest.raises(AwsCallError, match="InvalidParameterValue"):
+        cp.launch(cp.Writer(stubbed.aws, False), pair, pair.nodes[0], clock, clock.sleep)
+    assert clock.slept == []
+
+
 # --- a failure midway, then a re-run (moto server) -----------------------------------------------
 
 class FailingOnce(AwsSession):

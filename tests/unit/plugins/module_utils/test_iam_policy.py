@@ -286,8 +286,8 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
     assert denied(lambda: agent.client("iam").list_users()) in DENIED_CODES
     # a policy without a scenario does not allow that scenario's move
     fencer = session(url, fence_only["key"], fence_only["secret"])
-    back, _ = route_table.resolve_target(session(url, node["key"], node["secret"]), world["vip"],
-                                         pg1["instance_id"], list(world["route_tables"].values()))
+    back = route_table.resolve_target(session(url, node["key"], node["secret"]), world["vip"],
+                                      pg1["instance_id"], list(world["route_tables"].values()))[0]
     with pytest.raises(AwsCallError) as caught:
         route_table.converge(fencer, back)
     assert caught.value.code in DENIED_CODES and caught.value.operation == "describe_route_tables"
