@@ -8,7 +8,7 @@ heartbeat and replication CIB tasks run four times through ansible-playbook:
 check mode (reports the change, writes nothing), real (patches), check mode and
 real again (changed=0).
 
-Opt-in (about five minutes): EC2HA_LIVE_CIB=1. Resources never start: the
+Opt-in (about 3-4 minutes): EC2HA_LIVE_CIB=1. Resources never start: the
 cluster is put in maintenance mode in the same patch, and PostgreSQL paths
 point nowhere (the mount namespace shares this machine's disk).
 """
@@ -97,7 +97,7 @@ cibadmin --query > live.xml
 
 def test_check_push_check_push_on_a_live_cluster(tmp_path: Path):
     if os.environ.get("EC2HA_LIVE_CIB") != "1":
-        pytest.skip("opt-in, about five minutes: EC2HA_LIVE_CIB=1 (starts corosync+pacemaker in private namespaces)")
+        pytest.skip("opt-in, about 3-4 minutes: EC2HA_LIVE_CIB=1 (starts corosync+pacemaker in private namespaces)")
     require("unshare", "corosync", "pacemakerd", "corosync-keygen", "ip")
     if os.geteuid() != 0:
         pytest.skip("needs root (namespaces, tmpfs mounts)")
