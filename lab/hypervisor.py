@@ -113,6 +113,7 @@ class Hypervisor:
             self.regions[instance.id] = backend.region_name
         if state in RUNNING:
             if host.running() and host.generation == generation:
+                self._ensure_imds(instance.id)
                 return
             if host.process is not None and not host.running() and host.generation == generation:
                 self._died(host, instance, backend)     # crashed or shut down from inside
@@ -124,12 +125,16 @@ class Hypervisor:
             host.generation = generation
             hosts.boot(host, self.ca_pem, self.authorized_key)
             self._mark(host, "on")
-            if instance.id not in self.imds:
-                self.imds[instance.id] = imds.ImdsServer(instance.id, self.find)
+            self._ensure_imds(instance.id)
         elif host.running() or host.process is not None:
             hosts.power_off(host)
             host.generation = generation
             self._mark(host, "off")
+
+    def _ensure_imds(self, instance_id: str) -> None:
+        """The host's IMDS lives in its namespace across power cycles; made once per host."""
+        if instance_id not in self.imds:
+            self.imds[instance_id] = imds.ImdsServer(instance_id, self.find)
 
     def _died(self, host: hosts.Host, instance, backend) -> None:
         host.process = None
