@@ -1,5 +1,23 @@
 """The ec2ha lab: a VPC in a box (moto + network namespaces), excluded from the built collection.
 
-`python -m lab up` brings it up; see lab/cli.py. lab/topology.py is the shared contract between
-the control plane (control, daemon, hypervisor, hosts, imds, world) and the network data plane.
+    python -m lab up       # idempotent; installs its Debian packages once, starts the lab daemon
+    python -m lab status   # hosts and their power, memory of the lab's processes
+    python -m lab bench    # up/down time, host boot, power-change follow latency, memory, data plane
+    python -m lab down     # stops the daemon by PID; it powers off and removes every host
+
+What `up` leaves in lab/state/ (git-ignored; everything the lab writes is there):
+    lab.json        endpoint_url (moto, HTTP on loopback), keys, regions, ca_cert, ssh_key,
+                    ssh_config, inventory, and the ids of the lab world (lab/world.py)
+    env.sh          `. lab/state/env.sh` points the controller's AWS CLI / boto3 at moto
+    ssh_config      hosts by private IP, instance id and Name, through their namespaces
+    inventory.yml   Ansible inventory (group lab_hosts) using that ssh_config
+    hosts/<id>/     a host's disk (overlay upper dir), boot files, console.log, pid, power mark
+    pids.json, daemon.log, ca/, ssh/
+
+A lab host exists for every instance tagged topology.LAB_HOST_TAG=true; it follows
+Start/Stop/Reboot/TerminateInstances within milliseconds. Hosts reach the AWS API at its real
+names over TLS (lab CA trusted) and IMDSv2 at 169.254.169.254. One lab per machine: the
+namespace names in lab/topology.py are fixed, and the daemon holds a machine-wide lock.
+lab/topology.py is the contract between this control plane (control, daemon, hypervisor,
+hosts, imds, world) and the network data plane (network, dns).
 """
