@@ -1,0 +1,411 @@
+"""An ec2ha cluster pair in the running lab: inventory for playbooks/site.yml, a write client,
+power control and the failover timeline. Shared by demo/cluster_demo.py, tests/lab/test_cluster.py
+and lab/failover_bench.py.
+
+    info = cli.lab_info()                          # the lab must be up
+    settings = prepare(info)                       # EIP + private hosted zone (idempotent), inventory
+    run_playbook("playbooks/site.yml", settings)   # -> PlaybookRun(rc, recap {host: {changed, failed..}})
+    primary = promoted_node(settings)              # Pacemaker's view, over SSH
+    with Writer(settings) as w: ...                # numbered INSERTs through the VIP from CLIENT_NS
+    stop_instance(settings, node) / start_instance(...)
+
+Lab differences from AWS (kept here, never in the collection):
+- the lab's IMDS serves no instance-profile credentials: the nodes get the lab's static keys
+  (fence_aws through heartbeat_fence_access_key/secret, the ec2ha agents through
+  /root/.aws/credentials written by site.yml when ec2ha_node_access_key is set);
+- the nodes reach AWS under the real host names through the lab's TLS front, so no endpoint_url
+  is given to the nodes; the controller uses the lab's plain-HTTP moto endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import boto3
+import yaml
+
+from lab import topology
+
+REPO = topology.REPO
+WORK_DIR = REPO / ".build" / "lab-cluster"
+INVENTORY = WORK_DIR / "inventory.yml"
+COLLECTIONS = REPO / ".build" / "collections"
+CLUSTER = "labpg"
+VIP = "192.168.100.10"
+ZONE = "ec2ha.lab."
+RECORD = "pg.ec2ha.lab."
+NODES = (("pg1", "a", "10.0.1.10"), ("pg2", "b", "10.0.2.10"))
+DB_USER = "app"
+DB_PASSWORD = "lab-app-password"
+REPLICATION_PASSWORD = "lab-replication-password"
+TAG = "ec2ha:cluster"
+
+
+@dataclass
+class Settings:
+    """What the playbooks and the checks need to know about the lab cluster."""
+
+    info: dict
+    allocation_id: str
+    public_ip: str
+    zone_id: str
+    route_tables: List[str]
+    inventory: Path = INVENTORY
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.info["endpoint_url"],
+                            region_name=self.info["region"],
+                            aws_access_key_id=self.info["aws_access_key_id"],
+                            aws_secret_access_key=self.info["aws_secret_access_key"])
+
+
+def _elastic_ip(ec2) -> tuple[str, str]:
+    """The cluster's EIP (found by tag, else allocated): (allocation id, public IP)."""
+    found = ec2.describe_addresses(Filters=[{"Name": f"tag:{TAG}", "Values": [CLUSTER]}])["Addresses"]
+    if found:
+        return found[0]["AllocationId"], found[0]["PublicIp"]
+    made = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+        {"ResourceType": "elastic-ip", "Tags": [{"Key": TAG, "Value": CLUSTER}]}])
+    return made["AllocationId"], made["PublicIp"]
+
+
+def _hosted_zone(route53, vpc_id: str, region: str) -> str:
+    """The private hosted zone ZONE associated with the lab VPC (found by name, else created)."""
+    for zone in route53.list_hosted_zones_by_name(DNSName=ZONE)["HostedZones"]:
+        if zone["Name"] == ZONE and zone["Config"].get("PrivateZone"):
+            return zone["Id"].split("/")[-1]
+    made = route53.create_hosted_zone(Name=ZONE, CallerReference=f"{CLUSTER}-{time.time()}",
+                                      VPC={"VPCRegion": region, "VPCId": vpc_id},
+                                      HostedZoneConfig={"PrivateZone": True, "Comment": CLUSTER})
+    return made["HostedZone"]["Id"].split("/")[-1]
+
+
+def prepare(info: dict) -> Settings:
+    """Create the EIP and the zone the playbook expects, and write the inventory."""
+    world = info["world"]["primary"]
+    probe = Settings(info, "", "", "", [])
+    ec2, route53 = probe.client("ec2"), probe.client("route53")
+    allocation_id, public_ip = _elastic_ip(ec2)
+    zone_id = _hosted_zone(route53, world["vpc_id"], info["region"])
+    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [world["vpc_id"]]}])
+    route_tables = sorted(t["RouteTableId"] for t in tables["RouteTables"])
+    settings = Settings(info, allocation_id, public_ip, zone_id, route_tables)
+    write_inventory(settings)
+    return settings
+
+
+def inventory_data(s: Settings) -> dict:
+    info, world = s.info, s.info["world"]["primary"]
+    controller = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "ec2ha_cluster_name": CLUSTER,
+        "ec2ha_region": info["region"],
+        "ec2ha_endpoint_url": info["endpoint_url"],
+        "ec2ha_access_key": info["aws_access_key_id"],
+        "ec2ha_secret_key": info["aws_secret_access_key"],
+        "ec2ha_lab": True,
+        "ec2ha_image_id": world["image_id"],
+        "ec2ha_instance_type": "t3.medium",
+        "ec2ha_nodes": [{"name": name, "subnet_id": world["subnet_ids"][subnet], "private_ip": ip}
+                        for name, subnet, ip in NODES],
+        "ec2ha_admin_cidrs": [world["cidr"]],
+        "ec2ha_client_cidrs": [world["cidr"], topology.ONPREM_CIDR],
+        "ec2ha_scenarios": ["route_table", "elastic_ip", "route53"],
+        "ec2ha_vip": VIP,
+        "ec2ha_route_tables": s.route_tables,
+        "ec2ha_eip": s.public_ip,
+        "ec2ha_eip_allocation_id": s.allocation_id,
+        "ec2ha_dns_zone": ZONE.rstrip("."),
+        "ec2ha_dns_zone_id": s.zone_id,
+        "ec2ha_dns_record": RECORD.rstrip("."),
+        "ec2ha_dns_ttl": 5,
+    }
+    pair = {
+        "ansible_user": "root",
+        "ansible_ssh_common_args": f"-F {info['ssh_config']}",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        # Lab difference: no instance-profile credentials from the lab's IMDS.
+        "ec2ha_node_access_key": info["aws_access_key_id"],
+        "ec2ha_node_secret_key": info["aws_secret_access_key"],
+        "heartbeat_fence_access_key": info["aws_access_key_id"],
+        "heartbeat_fence_secret_key": info["aws_secret_access_key"],
+        # Lab timing (docs/roles.md).
+        "heartbeat_token": 3000,
+        "heartbeat_fence_delay_max": 2,
+        "heartbeat_fence_params": {"power_timeout": 60, "pcmk_reboot_timeout": 120,
+                                   "pcmk_reboot_retries": 2},
+        "heartbeat_stonith_timeout": 120,
+        "replication_password": REPLICATION_PASSWORD,
+        "replication_client_networks": [world["cidr"], topology.ONPREM_CIDR],
+    }
+    return {"all": {"hosts": {"localhost": controller},
+                    "children": {"pair": {"vars": pair}}}}
+
+
+def write_inventory(s: Settings) -> Path:
+    s.inventory.parent.mkdir(parents=True, exist_ok=True)
+    s.inventory.write_text("# Written by lab/cluster.py for playbooks/site.yml in the lab.\n"
+                           + yaml.safe_dump(inventory_data(s), sort_keys=False))
+    return s.inventory
+
+
+# ---------------------------------------------------------------- playbooks
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    seconds: float
+    recap: Dict[str, Dict[str, int]]
+    output: str
+
+    def changed(self) -> int:
+        return sum(h.get("changed", 0) for h in self.recap.values())
+
+    def failed(self) -> int:
+        return sum(h.get("failed", 0) + h.get("unreachable", 0) for h in self.recap.values())
+
+
+RECAP_LINE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
+
+
+def parse_recap(output: str) -> Dict[str, Dict[str, int]]:
+    recap: Dict[str, Dict[str, int]] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        match = RECAP_LINE.match(line.strip()) if in_recap else None
+        if match:
+            recap[match.group(1)] = {k: int(v) for k, v in
+                                     (kv.split("=") for kv in match.group(2).split())}
+    return recap
+
+
+def run_playbook(playbook: str, s: Settings, extra: Optional[List[str]] = None,
+                 log: Optional[Path] = None, timeout: float = 1200) -> PlaybookRun:
+    """ansible-playbook with the lab inventory and the collection linked under .build."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+               ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="default",
+               ANSIBLE_SSH_RETRIES="3", ANSIBLE_PIPELINING="True")
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(s.inventory),
+           str(REPO / playbook), *(extra or [])]
+    log = log or WORK_DIR / "playbook.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # Streamed to the log as it runs, so a long build-out can be followed with tail -f.
+    with open(log, "w") as out:
+        result = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                text=True, timeout=timeout)
+    output = log.read_text()
+    return PlaybookRun(result.returncode, time.monotonic() - started, parse_recap(output), output)
+
+
+# ---------------------------------------------------------------- nodes
+
+def node_instances(s: Settings) -> Dict[str, dict]:
+    """{node name: instance} for the pair's instances that are not terminated."""
+    ec2 = s.client("ec2")
+    pages = ec2.describe_instances(Filters=[{"Name": f"tag:{TAG}", "Values": [CLUSTER]}])
+    found = {}
+    for reservation in pages["Reservations"]:
+        for inst in reservation["Instances"]:
+            if inst["State"]["Name"] == "terminated":
+                continue
+            tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+            found[tags.get("ec2ha:node", inst["InstanceId"])] = inst
+    return found
+
+
+def ssh(s: Settings, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["ssh", "-F", s.info["ssh_config"], "-o", "ConnectTimeout=3",
+                           "-o", "BatchMode=yes", address, command],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def promoted_node(s: Settings, via: Optional[List[str]] = None) -> Optional[str]:
+    """The node name Pacemaker runs the promoted PostgreSQL on, asked of any reachable node."""
+    for address in via or [ip for _, _, ip in NODES]:
+        try:
+            out = ssh(s, address, "crm_mon -1 --output-as=xml", timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+        if out.returncode != 0:
+            continue
+        match = re.search(r'<resource id="pgsqld"[^>]*role="(?:Promoted|Master)"[^>]*>\s*'
+                          r'<node name="([^"]+)"', out.stdout)
+        if match:
+            return match.group(1)
+    return None
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.5,
+             what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def node_address(name: str) -> str:
+    return {n: ip for n, _, ip in NODES}[name]
+
+
+def stop_instance(s: Settings, name: str) -> float:
+    """Power the node off the hard way (StopInstances with Force: the lab kills the host's
+    PID 1 at once). Returns the monotonic time of the call."""
+    instance_id = node_instances(s)[name]["InstanceId"]
+    at = time.monotonic()
+    s.client("ec2").stop_instances(InstanceIds=[instance_id], Force=True)
+    return at
+
+
+def start_instance(s: Settings, name: str) -> None:
+    s.client("ec2").start_instances(InstanceIds=[node_instances(s)[name]["InstanceId"]])
+
+
+def instance_state(s: Settings, name: str) -> str:
+    return node_instances(s)[name]["State"]["Name"]
+
+
+# ---------------------------------------------------------------- client
+
+CLIENT_SCRIPT = r"""
+import json, os, subprocess, sys, time
+conninfo, start = sys.argv[1], int(sys.argv[2])
+seq = start
+while True:
+    t0 = time.time()
+    r = subprocess.run(["psql", conninfo, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c",
+                        "INSERT INTO ticks (seq) VALUES (%d) RETURNING inet_server_addr()" % seq],
+                       capture_output=True, text=True)
+    print(json.dumps({"seq": seq, "t0": t0, "t1": time.time(), "ok": r.returncode == 0,
+                      "server": r.stdout.strip(), "err": r.stderr.strip()[-200:]}), flush=True)
+    seq += 1
+    if r.returncode == 0:
+        time.sleep(0.05)
+"""
+
+
+def conninfo(host: str = VIP) -> str:
+    return (f"host={host} port=5432 dbname=postgres user={DB_USER} password={DB_PASSWORD} "
+            "connect_timeout=2 application_name=lab-writer")
+
+
+def psql_in(ns: str, sql: str, host: str = VIP, timeout: float = 10) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", ns, "psql", conninfo(host), "-XAtq",
+                           "-v", "ON_ERROR_STOP=1", "-c", sql],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class Write:
+    seq: int
+    t0: float
+    t1: float
+    ok: bool
+    server: str
+    err: str
+
+
+@dataclass
+class Writer:
+    """One INSERT per transaction through the VIP from CLIENT_NS, in a process in that namespace."""
+
+    start: int = 1
+    ns: str = topology.CLIENT_NS
+    writes: List[Write] = field(default_factory=list)
+
+    def __enter__(self) -> "Writer":
+        env = {"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "2"}
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "python3", "-c", CLIENT_SCRIPT,
+                                      conninfo(), str(self.start)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=env)
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                write = Write(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            with self.lock:
+                self.writes.append(write)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=5)
+
+    def snapshot(self) -> List[Write]:
+        with self.lock:
+            return list(self.writes)
+
+    def acknowledged(self) -> List[int]:
+        return [w.seq for w in self.snapshot() if w.ok]
+
+    def ok_after(self, when: float, server: Optional[str] = None) -> Optional[Write]:
+        for w in self.snapshot():
+            if w.ok and w.t0 >= when and (server is None or w.server == server):
+                return w
+        return None
+
+    def outage(self, after: float) -> Optional[tuple[float, float]]:
+        """(last ack before the first failure after `after`, first ack after it) in epoch s."""
+        writes = self.snapshot()
+        last_ok, first_fail = None, None
+        for w in writes:
+            if w.t0 < after:
+                if w.ok:
+                    last_ok = w.t1
+                continue
+            if not w.ok and first_fail is None:
+                first_fail = w
+            if first_fail is not None and w.ok:
+                return (last_ok or first_fail.t0, w.t1)
+            if first_fail is None and w.ok:
+                last_ok = w.t1
+        return None
+
+
+def prepare_table(s: Settings, primary: str) -> None:
+    """The app role and the ticks table, made on the primary over SSH (idempotent)."""
+    sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='{DB_USER}') THEN "
+           f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'; END IF; END$$;"
+           f"CREATE TABLE IF NOT EXISTS ticks (seq bigint PRIMARY KEY, at timestamptz DEFAULT now());"
+           f"GRANT INSERT, SELECT, DELETE ON ticks TO {DB_USER};")
+    out = ssh(s, node_address(primary), "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -c "
+              + shlex.quote(sql))
+    if out.returncode != 0:
+        raise RuntimeError(f"preparing the ticks table on {primary} failed: {out.stderr.strip()}")
+
+
+def rows_present(s: Settings) -> set[int]:
+    out = psql_in(topology.CLIENT_NS, "SELECT seq FROM ticks")
+    if out.returncode != 0:
+        raise RuntimeError(f"reading ticks through the VIP failed: {out.stderr.strip()}")
+    return {int(line) for line in out.stdout.split()}
