@@ -120,7 +120,7 @@ def inventory_data(s: Settings) -> dict:
         "ec2ha_nodes": [{"name": name, "subnet_id": world["subnet_ids"][subnet], "private_ip": ip}
                         for name, subnet, ip in NODES],
         "ec2ha_admin_cidrs": [world["cidr"]],
-        "ec2ha_client_cidrs": [world["cidr"], topology.ONPREM_CIDR],
+        "ec2ha_client_cidrs": [world["cidr"], topology.ONPREM_CIDR, topology.INTERNET_CIDR],
         "ec2ha_scenarios": ["route_table", "elastic_ip", "route53"],
         "ec2ha_vip": VIP,
         "ec2ha_route_tables": s.route_tables,
@@ -147,7 +147,7 @@ def inventory_data(s: Settings) -> dict:
                                    "pcmk_reboot_retries": 2},
         "heartbeat_stonith_timeout": 120,
         "replication_password": REPLICATION_PASSWORD,
-        "replication_client_networks": [world["cidr"], topology.ONPREM_CIDR],
+        "replication_client_networks": [world["cidr"], topology.ONPREM_CIDR, topology.INTERNET_CIDR],
     }
     return {"all": {"hosts": {"localhost": controller},
                     "children": {"pair": {"vars": pair}}}}
@@ -293,7 +293,7 @@ seq = start
 while True:
     t0 = time.time()
     r = subprocess.run(["psql", conninfo, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c",
-                        "INSERT INTO ticks (seq) VALUES (%d) RETURNING inet_server_addr()" % seq],
+                        "INSERT INTO ticks (seq) VALUES (%d) RETURNING lab_node()" % seq],
                        capture_output=True, text=True)
     print(json.dumps({"seq": seq, "t0": t0, "t1": time.time(), "ok": r.returncode == 0,
                       "server": r.stdout.strip(), "err": r.stderr.strip()[-200:]}), flush=True)
@@ -397,7 +397,13 @@ def prepare_table(s: Settings, primary: str) -> None:
     sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='{DB_USER}') THEN "
            f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'; END IF; END$$;"
            f"CREATE TABLE IF NOT EXISTS ticks (seq bigint PRIMARY KEY, at timestamptz DEFAULT now());"
-           f"GRANT INSERT, SELECT, DELETE ON ticks TO {DB_USER};")
+           f"GRANT INSERT, SELECT, DELETE ON ticks TO {DB_USER};"
+           # Which node answered: its application_name in primary_conninfo (superuser-only
+           # setting, hence SECURITY DEFINER), the Pacemaker node name PAF requires there.
+           "CREATE OR REPLACE FUNCTION lab_node() RETURNS text LANGUAGE sql SECURITY DEFINER AS "
+           "$f$ SELECT substring(current_setting('primary_conninfo') "
+           "from 'application_name=([A-Za-z0-9_.-]+)') $f$;"
+           f"GRANT EXECUTE ON FUNCTION lab_node() TO {DB_USER};")
     out = ssh(s, node_address(primary), "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -c "
               + shlex.quote(sql))
     if out.returncode != 0:

@@ -1,0 +1,261 @@
+"""Unplanned failover of the lab cluster pair, measured: `python -m lab.failover_bench [RUNS]`.
+
+One run: a client in CLIENT_NS writes numbered rows through the VIP (one INSERT per transaction,
+connect_timeout 2); the promoted node is powered off (StopInstances Force: the lab kills its
+host's PID 1); Pacemaker on the survivor notices, fences (fence_aws), promotes, and our agents
+move the three endpoints. The timeline comes from two clocks that are the same clock (the lab's
+hosts are namespaces of this machine): the client's own timestamps, and the survivor's
+pacemaker.log. Afterwards the fenced node is started again (if fencing did not already) and
+rejoined as a standby (playbooks/rejoin.yml), so the next run starts from a healthy pair.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from lab import cluster, probe, topology
+
+LOG = "/var/log/pacemaker/pacemaker.log"
+
+
+@dataclass
+class Timeline:
+    """Seconds after the power-off, as observed; None where the event was not seen."""
+
+    failed: str
+    survivor: str
+    events: Dict[str, Optional[float]] = field(default_factory=dict)
+    outage: Optional[float] = None
+    acknowledged: int = 0
+    present: int = 0
+    missing: List[int] = field(default_factory=list)
+    served_by: Optional[str] = None
+    eip_serves: Optional[str] = None
+    dns_answer: List[str] = field(default_factory=list)
+    failed_state_after: str = ""
+    rejoined_as: Optional[str] = None
+
+    def lines(self) -> List[str]:
+        ev = " / ".join(f"{k} {v:.1f}" if v is not None else f"{k} ?" for k, v in self.events.items())
+        return [
+            f"powered off: {self.failed}; survivor: {self.survivor}",
+            f"after power-off (s): {ev}",
+            f"client write outage: {self.outage:.1f} s" if self.outage is not None
+            else "client write outage: writes never came back",
+            f"writes now served by: {self.served_by}",
+            f"rows acknowledged {self.acknowledged}, present {self.present}, "
+            f"acknowledged but missing {len(self.missing)}",
+            f"e2h-internet via the EIP reaches: {self.eip_serves}",
+            f"e2h-onprem resolves {cluster.RECORD} to: {', '.join(self.dns_answer) or '-'}",
+            f"fenced node: instance {self.failed_state_after or '?'}, rejoined as "
+            f"{self.rejoined_as or 'not rejoined'}",
+        ]
+
+
+def ensure_cluster(log_name: str = "site.log") -> cluster.Settings:
+    """The lab up and the pair built by playbooks/site.yml (a no-op run when it is)."""
+    from lab import cli      # only here: the rest needs nothing but lab.json
+    info = cli.lab_info()
+    if not info:
+        result = cli_command("up")
+        if result.returncode != 0:
+            raise RuntimeError("lab up failed: " + result.stderr.strip()[-300:])
+        info = cli.lab_info()
+    settings = cluster.prepare(info)
+    run = cluster.run_playbook("playbooks/site.yml", settings, log=cluster.WORK_DIR / log_name)
+    if run.rc != 0:
+        raise RuntimeError(f"site.yml failed (rc {run.rc}); see {cluster.WORK_DIR / log_name}")
+    return settings
+
+
+def cli_command(*args: str):
+    import os
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=str(topology.REPO))
+    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=topology.REPO, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def pair_roles(s: cluster.Settings) -> Dict[str, str]:
+    """{node: Promoted|Unpromoted|Stopped...} as crm_mon on any reachable node reports it."""
+    for _, _, address in cluster.NODES:
+        try:
+            out = cluster.ssh(s, address, "crm_mon -1 --output-as=xml", timeout=15)
+        except Exception:  # noqa: BLE001 - an unreachable node just means: ask the other one
+            continue
+        if out.returncode != 0:
+            continue
+        roles = {}
+        for match in re.finditer(r'<resource id="pgsqld"[^>]*role="(\w+)"[^>]*>\s*<node name="([^"]+)"',
+                                 out.stdout):
+            roles[match.group(2)] = match.group(1)
+        return roles
+    return {}
+
+
+def node_attributes(s: cluster.Settings) -> Dict[str, Dict[str, str]]:
+    """{node: {attribute: value}} from crm_mon on any reachable node."""
+    for _, _, address in cluster.NODES:
+        try:
+            out = cluster.ssh(s, address, "crm_mon -1A --output-as=xml", timeout=15)
+        except Exception:  # noqa: BLE001 - ask the other node
+            continue
+        if out.returncode != 0:
+            continue
+        attrs: Dict[str, Dict[str, str]] = {}
+        for block in re.finditer(r'<node name="([^"]+)">(.*?)</node>', out.stdout, re.S):
+            attrs[block.group(1)] = dict(re.findall(r'<attribute name="([^"]+)" value="([^"]*)"',
+                                                    block.group(2)))
+        return attrs
+    return {}
+
+
+def healthy(s: cluster.Settings) -> bool:
+    """A promoted and an unpromoted PostgreSQL, the standby in sync and promotable: only then
+    does a failover promote it (the sync guard and PAF's score gate promotion, by design)."""
+    roles = pair_roles(s)
+    if sorted(roles.values()) not in (["Promoted", "Unpromoted"], ["Master", "Slave"]):
+        return False
+    standby = next(n for n, r in roles.items() if r in ("Unpromoted", "Slave"))
+    attrs = node_attributes(s).get(standby, {})
+    return attrs.get("ec2ha-pgsql-sync") == "1" and int(attrs.get("master-pgsqld", "-1")) >= 0
+
+
+def rejoin(s: cluster.Settings, node: str, timeout: float = 240) -> str:
+    """Start the node's instance if it is stopped, then playbooks/rejoin.yml; returns its role."""
+    if cluster.instance_state(s, node) == "stopped":
+        cluster.start_instance(s, node)
+    address = cluster.node_address(node)
+    cluster.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
+                     120, 1, f"{node} to answer over SSH")
+    run = cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
+                               extra=["-e", f"ec2ha_rejoin_node={node}"])
+    if run.rc != 0:
+        raise RuntimeError(f"rejoin.yml failed (rc {run.rc}); see {cluster.WORK_DIR / 'rejoin.log'}")
+    cluster.wait_for(lambda: pair_roles(s).get(node) in ("Unpromoted", "Slave"), timeout, 2,
+                     f"{node} to run as a standby")
+    cluster.wait_for(lambda: healthy(s), 90, 1, "a healthy pair (standby in sync)")
+    return pair_roles(s)[node]
+
+
+def log_events(s: cluster.Settings, survivor: str, failed: str, since: float) -> Dict[str, Optional[float]]:
+    """Event times (epoch) from the survivor's pacemaker.log, first occurrence after `since`."""
+    patterns = {
+        "lost": rf"Node {failed} state is now lost",
+        "fenced": rf"Operation '\w+' .*targeting {failed} .*(OK|ok)",
+        "promoted": rf"Result of promote operation for pgsqld on {survivor}: ok",
+        "vip": rf"Result of start operation for ec2ha-vip on {survivor}: ok",
+        "eip": rf"Result of start operation for ec2ha-eip on {survivor}: ok",
+        "dns": rf"Result of start operation for ec2ha-dns on {survivor}: ok",
+    }
+    out = cluster.ssh(s, cluster.node_address(survivor), f"tail -n 3000 {LOG}", timeout=20).stdout
+    year = datetime.datetime.now().year
+    found: Dict[str, Optional[float]] = {name: None for name in patterns}
+    for line in out.splitlines():
+        stamp = line[:19]
+        try:
+            when = datetime.datetime.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S.%f").timestamp()
+        except ValueError:
+            continue
+        if when < since:
+            continue
+        for name, pattern in patterns.items():
+            if found[name] is None and re.search(pattern, line):
+                found[name] = when
+    return found
+
+
+def who_serves(ns: str, host: str) -> Optional[str]:
+    out = cluster.psql_in(ns, "SELECT lab_node()", host=host)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> Timeline:
+    """Power off the promoted node under client load and observe what follows."""
+    failed = cluster.promoted_node(s)
+    if failed is None:
+        raise RuntimeError("no promoted PostgreSQL in the lab cluster")
+    survivor = next(n for n, _, _ in cluster.NODES if n != failed)
+    cluster.prepare_table(s, failed)
+    start = int(time.time() * 1000) * 100     # seq numbers never reused across runs
+    with cluster.Writer(start=start) as writer:
+        cluster.wait_for(lambda: len(writer.acknowledged()) >= warmup, 60, 0.2,
+                         "the client's first writes through the VIP")
+        at = time.time()
+        cluster.stop_instance(s, failed)
+        cluster.wait_for(lambda: writer.ok_after(at, survivor), settle, 0.2,
+                         f"a write through the VIP served by {survivor}")
+        # A few more writes on the new primary, then stop the client.
+        first = writer.ok_after(at, survivor)
+        cluster.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > first.t1]) >= 5,
+                         30, 0.2, "writes on the new primary")
+    acked = writer.acknowledged()
+    present = cluster.rows_present(s)
+    timeline = Timeline(failed=failed, survivor=survivor)
+    events = log_events(s, survivor, failed, at)
+    timeline.events = {k: (v - at if v else None) for k, v in events.items()}
+    window = writer.outage(at)
+    timeline.outage = window[1] - window[0] if window else None
+    timeline.events["client"] = window[1] - at if window else None
+    timeline.acknowledged = len(acked)
+    timeline.present = len([seq for seq in acked if seq in present])
+    timeline.missing = sorted(set(acked) - present)
+    timeline.served_by = who_serves(topology.CLIENT_NS, cluster.VIP)
+    timeline.eip_serves = poll(lambda: who_serves(topology.INTERNET_NS, s.public_ip), 30)
+    survivor_ip = cluster.node_address(survivor)
+    timeline.dns_answer = list(poll(
+        lambda: _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")) == (survivor_ip,)
+        and (survivor_ip,), 30) or _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")))
+    timeline.failed_state_after = cluster.instance_state(s, failed)
+    return timeline
+
+
+def poll(predicate, timeout: float):
+    """The predicate's first truthy value within timeout, else None (recorded, not raised)."""
+    try:
+        return cluster.wait_for(predicate, timeout, 0.5)
+    except TimeoutError:
+        return None
+
+
+def _resolve(ns: str, name: str) -> tuple:
+    try:
+        return tuple(probe.resolve(ns, name).addresses)
+    except probe.ProbeError:
+        return ()
+
+
+def median(values: List[Optional[float]]) -> Optional[float]:
+    seen = [v for v in values if v is not None]
+    return statistics.median(seen) if seen else None
+
+
+def main(argv: List[str]) -> int:
+    runs = int(argv[0]) if argv else 1
+    s = ensure_cluster()
+    timelines = []
+    for index in range(runs):
+        cluster.wait_for(lambda: healthy(s), 90, 1, f"a healthy pair before run {index + 1}")
+        t = failover_once(s)
+        t.rejoined_as = rejoin(s, t.failed)
+        timelines.append(t)
+        print(f"--- run {index + 1}/{runs}")
+        print("\n".join(t.lines()), flush=True)
+    keys = list(timelines[0].events)
+    summary = " / ".join(f"{k} {median([t.events[k] for t in timelines]) or float('nan'):.1f}"
+                         for k in keys)
+    label = f"median of {runs}" if runs > 1 else "single run"
+    print(f"unplanned failover ({label}), seconds after power-off: {summary}")
+    print(f"client write outage ({label}): {median([t.outage for t in timelines]):.1f} s; rows lost: "
+          f"{sum(len(t.missing) for t in timelines)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
