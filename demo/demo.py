@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """make demo: an AWS control plane (moto on loopback), a small VPC with two nodes, and a playbook
 that moves all three client endpoints from one node to the other and back.
 
@@ -30,8 +29,8 @@ def main() -> int:
         ids = world.build(url, "us-east-1", "demo")
         (STATE / "world.json").write_text(json.dumps(ids, indent=2))
         print(f"VPC {ids['vpc_id']} ({ids['vpc_cidr']}), nodes {ids['node1']['name']} and {ids['node2']['name']}")
-        extra = {"world": ids, "aws": {"endpoint_url": url, "access_key": "testing",
-                                        "secret_key": "testing", "region": "us-east-1"}}
+        aws = {"endpoint_url": url, "access_key": "testing", "secret_key": "testing", "region": "us-east-1"}
+        extra = {"world": ids, "aws": aws}
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"),
                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
         cmd = [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "demo" / "move_endpoints.yml"),

@@ -121,7 +121,7 @@ def run_hosts(ec2, world: dict, count: int, name: str) -> list[str]:
 
 def measure_power(ec2, instance_id: str) -> dict:
     stop, start_mark, start_ssh, reboot_ssh = [], [], [], []
-    for _ in range(REPEATS):
+    for _repeat in range(REPEATS):
         t0 = time.monotonic()
         ec2.stop_instances(InstanceIds=[instance_id])
         wait_down(instance_id, t0)

@@ -56,7 +56,7 @@ def lab_info() -> dict:
 
 def install_packages() -> None:
     script = topology.REPO / "lab" / "install.sh"
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise LabError("installing the lab packages failed: "
                        + (result.stderr.strip().splitlines() or ["no output"])[-1])
@@ -191,7 +191,7 @@ def cli_lock():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("command", choices=["up", "down", "status", "bench", "daemon"])
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Install the Debian packages the lab needs on the machine, idempotently.
 # The hosts' root filesystem is an overlay over the live `/`, so whatever is installed here is
 # what every lab host has. A policy-rc.d that answers 101 keeps apt from starting any daemon on

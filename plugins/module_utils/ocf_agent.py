@@ -19,12 +19,13 @@ scenario core the modules run:
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import subprocess
 import sys
 import syslog
-import urllib.request
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -76,14 +77,22 @@ class Identity:
 
     def get(self, path: str) -> str:
         if self._token is None:
-            request = urllib.request.Request(f"{self.base_url}/latest/api/token", method="PUT",
-                                             headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                self._token = answer.read().decode()
-        request = urllib.request.Request(f"{self.base_url}/latest/meta-data/{path}",
-                                         headers={"X-aws-ec2-metadata-token": self._token})
-        with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-            return answer.read().decode().strip()
+            self._token = self._request("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+        return self._request("GET", f"/latest/meta-data/{path}", {"X-aws-ec2-metadata-token": self._token}).strip()
+
+    def _request(self, method: str, path: str, headers: Dict[str, str]) -> str:
+        # Plain http.client: the agent runs on the node without Ansible, and IMDS is plain HTTP.
+        url = urllib.parse.urlsplit(self.base_url)
+        connection = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=self.timeout)
+        try:
+            connection.request(method, path, headers=headers)
+            answer = connection.getresponse()
+            body = answer.read().decode()
+        finally:
+            connection.close()
+        if answer.status != 200:
+            raise OSError(f"IMDS {method} {path} answered HTTP {answer.status}")
+        return body
 
 
 class Agent:
@@ -221,9 +230,8 @@ class VipRouteAgent(Agent):
 
     def resolve(self) -> route_table.Target:
         tables = self.param("route_tables").replace(",", " ").split() or None
-        target, _ = route_table.resolve_target(self.aws, self.param("vip"), self.instance_id(), tables,
-                                               self.param("interface") or None)
-        return target
+        return route_table.resolve_target(self.aws, self.param("vip"), self.instance_id(), tables,
+                                          self.param("interface") or None)[0]
 
     def converge(self, target: route_table.Target) -> bool:
         return route_table.converge(self.aws, target).changed
@@ -269,8 +277,7 @@ class ElasticIpAgent(Agent):
                                   allocation_id=self.param("allocation_id") or None,
                                   interface=self.param("interface") or None,
                                   private_ip=self.param("private_ip") or None)
-        target, _ = elastic_ip.resolve_target(self.aws, spec)
-        return target
+        return elastic_ip.resolve_target(self.aws, spec)[0]
 
     def converge(self, target: elastic_ip.EipTarget) -> bool:
         return elastic_ip.converge(self.aws, target).changed
@@ -324,7 +331,7 @@ def ip(*args: str) -> str:
 def log(message: str, priority: int = syslog.LOG_INFO) -> None:
     syslog.openlog("ec2ha", syslog.LOG_PID, syslog.LOG_DAEMON)
     syslog.syslog(priority, message)
-    print(message, file=sys.stderr)
+    sys.stderr.write(message + "\n")
 
 
 def run_action(agent: Agent, action: str) -> int:
@@ -334,7 +341,7 @@ def run_action(agent: Agent, action: str) -> int:
         "validate-all": lambda: OCF_SUCCESS,
     }
     if action == "meta-data":
-        print(agent.metadata())
+        sys.stdout.write(agent.metadata())
         return OCF_SUCCESS
     if action not in handlers:
         return OCF_ERR_UNIMPLEMENTED
@@ -348,7 +355,7 @@ def run_action(agent: Agent, action: str) -> int:
     except AwsCallError as exc:
         log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
         return OCF_ERR_GENERIC
-    except (Ec2haError, OSError, subprocess.SubprocessError, ValueError) as exc:
+    except (Ec2haError, OSError, http.client.HTTPException, subprocess.SubprocessError, ValueError) as exc:
         log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
         return OCF_ERR_GENERIC
 
@@ -356,7 +363,6 @@ def run_action(agent: Agent, action: str) -> int:
 def main(scenario: str, argv: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print(f"usage: {scenario} start|stop|monitor|validate-all|meta-data", file=sys.stderr)
+        sys.stderr.write(f"usage: {scenario} start|stop|monitor|validate-all|meta-data\n")
         return OCF_ERR_ARGS
     return run_action(AGENTS[scenario](dict(os.environ if env is None else env)), args[0])
-

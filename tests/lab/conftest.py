@@ -29,7 +29,7 @@ LAB_TIMEOUT = 180
 def lab_command(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=LAB_TIMEOUT)
+                          capture_output=True, text=True, timeout=LAB_TIMEOUT, check=False)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05,
@@ -48,7 +48,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
 def root_namespace_network() -> dict[str, str]:
     """The machine's own addresses, routes and links (the lab must never add to them)."""
     def show(*args: str) -> str:
-        out = subprocess.run(["ip", "-o", *args], capture_output=True, text=True).stdout
+        out = subprocess.run(["ip", "-o", *args], capture_output=True, text=True, check=False).stdout
         return "\n".join(sorted(line.split(" link/")[0] for line in out.splitlines()))
     return {"addresses": show("addr"), "routes": show("route", "show", "table", "all"),
             "links": show("link")}
@@ -97,7 +97,7 @@ class Node:
         return subprocess.run(
             ["ssh", "-F", self.lab["ssh_config"], "-o", "ConnectTimeout=3",
              "-o", "BatchMode=yes", self.ip, command],
-            capture_output=True, text=True, timeout=timeout)
+            capture_output=True, text=True, timeout=timeout, check=False)
 
     def check(self, command: str, timeout: float = 60) -> str:
         result = self.ssh(command, timeout)

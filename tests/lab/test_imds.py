@@ -43,9 +43,9 @@ def read(node, *paths: str) -> dict[str, tuple[int, str]]:
 
 def values(node, *paths: str) -> dict[str, str]:
     answers = read(node, *paths)
-    for path, (code, _) in answers.items():
+    for path, (code, _body) in answers.items():
         assert code == 200, f"{node.name}: {path} -> {code}"
-    return {path: body for path, (_, body) in answers.items()}
+    return {path: body for path, (_code, body) in answers.items()}
 
 
 @pytest.fixture

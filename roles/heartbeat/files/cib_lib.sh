@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Helpers sourced by the CIB staging scripts of ec2ha.cluster roles.
 # They only ever write to the offline copy named by $CIB_file: the live CIB is
 # changed later, by one `cibadmin --patch` of the crm_diff between the two.

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping
 
 import pytest
 import yaml
@@ -120,7 +120,7 @@ class OfflineCib:
         (self.dir / "stage.sh").write_text(script)
         env = dict(os.environ, CIB_file=str(target))
         return subprocess.run(["sh", "-ec", ". ./cib_lib.sh; . ./stage.sh"], cwd=self.dir, env=env,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
 
     def copy_of_live(self, name: str = "new.xml") -> Path:
         target = self.dir / name
@@ -134,18 +134,18 @@ class OfflineCib:
         for script in scripts:
             staged = self.stage(script, new)
             assert staged.returncode == 0, staged.stderr
-        verify = subprocess.run(["crm_verify", "--xml-file", str(new)], capture_output=True, text=True)
+        verify = subprocess.run(["crm_verify", "--xml-file", str(new)], capture_output=True, text=True, check=False)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         same = subprocess.run(["crm_diff", "--no-version", "--original", str(self.live), "--new", str(new)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         assert same.returncode in (0, 1), same.stderr
         if same.returncode == 0:
             return "unchanged"
         patch = subprocess.run(["crm_diff", "--original", str(self.live), "--new", str(new)],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, check=False)
         assert patch.returncode == 1, patch.stderr
         (self.dir / "patch.xml").write_text(patch.stdout)
         applied = subprocess.run(["cibadmin", "--patch", "--xml-file", str(self.dir / "patch.xml")],
-                                 env=dict(os.environ, CIB_file=str(self.live)), capture_output=True, text=True)
+                                 env=dict(os.environ, CIB_file=str(self.live)), capture_output=True, text=True, check=False)
         assert applied.returncode == 0, applied.stderr
         return "patched"

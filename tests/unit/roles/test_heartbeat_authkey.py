@@ -65,7 +65,7 @@ def _flow(tmp_path: Path, extra: str = "") -> tuple:
     env = dict(os.environ, ANSIBLE_NOCOLOR="1",
                ANSIBLE_COLLECTIONS_PATH=os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(collections)))
     done = subprocess.run(["unshare", "--mount", "--pid", "--net", "--fork", "--kill-child", "--mount-proc",
-                           "sh", str(tmp_path / "boot.sh")], capture_output=True, text=True, timeout=600, env=env)
+                           "sh", str(tmp_path / "boot.sh")], capture_output=True, text=True, timeout=600, env=env, check=False)
     lines = done.stdout.splitlines()
     assert len(lines) == 4 and all(" rc=0 " in line for line in lines), done.stdout + done.stderr
     logs = [(tmp_path / f"run{i}.log").read_text() for i in range(1, 5)]
@@ -86,7 +86,7 @@ def test_generated_once_check_mode_writes_nothing(tmp_path):
 
 def test_given_key_replaces_a_different_one(tmp_path):
     key = base64.b64encode(os.urandom(256)).decode()
-    changed, keys, logs, _ = _flow(tmp_path, extra=f"-e heartbeat_authkey={key}")
+    changed, keys, logs, _output = _flow(tmp_path, extra=f"-e heartbeat_authkey={key}")
     assert keys[0] == "" and changed[0] >= 1
     assert keys[1] == key
     assert changed[2] == 0 and changed[3] == 0

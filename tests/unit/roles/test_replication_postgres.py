@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 
 def _as_postgres(*cmd: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, **kw)
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, **kw, check=False)
 
 
 def _poll(check, what: str, timeout: float = 20.0):
@@ -47,6 +47,14 @@ def _poll(check, what: str, timeout: float = 20.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 class Server:
@@ -101,14 +109,7 @@ def server(request) -> Iterator[Server]:
         if (srv.data / "postmaster.pid").exists():
             pid = srv.pid()
             os.kill(pid, signal.SIGINT)  # fast shutdown, by PID
-
-            def gone() -> bool:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    return True
-                return False
-            _poll(gone, "postgres to stop")
+            _poll(lambda: _gone(pid), "postgres to stop")
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -153,7 +154,7 @@ def test_role_sql_creates_the_replication_role(server):
 def _replication_connect(server) -> subprocess.CompletedProcess:
     dsn = f"host=127.0.0.1 port={server.port} user=replicator replication=true"
     return subprocess.run(["psql", "-XAtq", dsn, "-c", "IDENTIFY_SYSTEM"], capture_output=True, text=True,
-                          env=dict(os.environ, PGPASSWORD="s3cret'pw", PGCONNECT_TIMEOUT="5"))
+                          env=dict(os.environ, PGPASSWORD="s3cret'pw", PGCONNECT_TIMEOUT="5"), check=False)
 
 
 def test_hba_rejects_own_address_and_vip_and_admits_the_peer(server):
@@ -205,7 +206,7 @@ def _guard(server, bin_dir: Path) -> subprocess.CompletedProcess:
         ["/usr/bin/python3", str(GUARD), "--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha",
          "--pghost", str(server.sock), "--pgport", str(server.port), "--once"],
         capture_output=True, text=True, timeout=60,
-        env=dict(os.environ, PATH=f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"))
+        env=dict(os.environ, PATH=f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"), check=False)
 
 
 def _blocked_write(server) -> subprocess.Popen:

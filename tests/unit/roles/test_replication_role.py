@@ -94,23 +94,23 @@ def test_drbd_resource_passes_drbdadm_dump_and_dry_run_up(inventory_factory, tmp
     # drbdadm only accepts a resource with an `on` section for this machine's host name.
     inv = inventory_factory(alpha={"heartbeat_node_name": socket.gethostname()})
     path = _drbd(inv, tmp_path)
-    dump = subprocess.run(["drbdadm", "-c", str(path), "dump", "r0"], capture_output=True, text=True)
+    dump = subprocess.run(["drbdadm", "-c", str(path), "dump", "r0"], capture_output=True, text=True, check=False)
     assert dump.returncode == 0, dump.stderr
     assert "protocol           C;" in dump.stdout
     assert "address          ipv4 127.0.0.2:7789;" in dump.stdout
-    up = subprocess.run(["drbdadm", "-c", str(path), "-d", "up", "r0"], capture_output=True, text=True)
+    up = subprocess.run(["drbdadm", "-c", str(path), "-d", "up", "r0"], capture_output=True, text=True, check=False)
     assert up.returncode == 0, up.stderr
     assert "drbdsetup new-peer r0 1 --_name=bravo" in up.stdout and "--protocol=C" in up.stdout
 
     async_inv = inventory_factory({"replication_mode": "async"}, alpha={"heartbeat_node_name": socket.gethostname()})
     dump = subprocess.run(["drbdadm", "-c", str(_drbd(async_inv, tmp_path, "a.res")), "dump", "r0"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert dump.returncode == 0 and "protocol           A;" in dump.stdout
 
 
 def test_drbdadm_rejects_a_resource_for_other_hosts(inventory_factory, tmp_path):
     require("drbdadm")
     path = _drbd(inventory_factory(), tmp_path)
-    dump = subprocess.run(["drbdadm", "-c", str(path), "dump", "r0"], capture_output=True, text=True)
+    dump = subprocess.run(["drbdadm", "-c", str(path), "dump", "r0"], capture_output=True, text=True, check=False)
     assert dump.returncode != 0
     assert "not defined in your config (for this host)" in dump.stderr

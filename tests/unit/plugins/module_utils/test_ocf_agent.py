@@ -8,7 +8,6 @@ real `ip` there), so nothing touches the machine's own network.
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import shutil
 import subprocess
@@ -154,8 +153,8 @@ def test_vip_route_start_monitor_repair_stop(world: Dict[str, Any], env: Dict[st
     assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_NOT_RUNNING
 
 
-def test_vip_route_bad_vip_is_a_configuration_error_and_changes_nothing(world: Dict[str, Any], env: Dict[str, str],
-                                                                       imds: Imds) -> None:
+def test_vip_route_bad_vip_is_a_configuration_error_and_changes_nothing(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
     be(imds, world["node2"])
     inside = world["node1"]["private_ip"]
     before = vip_targets(world)
@@ -164,8 +163,8 @@ def test_vip_route_bad_vip_is_a_configuration_error_and_changes_nothing(world: D
     assert vip_targets(world) == before
 
 
-def test_monitor_answers_unknown_as_running_when_the_api_does_not_answer(world: Dict[str, Any], env: Dict[str, str],
-                                                                        imds: Imds) -> None:
+def test_monitor_answers_unknown_as_running_when_the_api_does_not_answer(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
     be(imds, world["node2"])
     assert run("vip_route", "start", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
     closed = dict(env, OCF_RESKEY_endpoint_url="http://127.0.0.1:9", OCF_RESKEY_max_attempts="1",
