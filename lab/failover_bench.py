@@ -140,7 +140,7 @@ def rejoin(s: cluster.Settings, node: str, timeout: float = 240) -> str:
         raise RuntimeError(f"rejoin.yml failed (rc {run.rc}); see {cluster.WORK_DIR / 'rejoin.log'}")
     cluster.wait_for(lambda: pair_roles(s).get(node) in ("Unpromoted", "Slave"), timeout, 2,
                      f"{node} to run as a standby")
-    cluster.wait_for(lambda: healthy(s), 90, 1, "a healthy pair (standby in sync)")
+    cluster.wait_for(lambda: healthy(s), 180, 1, "a healthy pair (standby in sync)")
     return pair_roles(s)[node]
 
 
@@ -237,25 +237,99 @@ def median(values: List[Optional[float]]) -> Optional[float]:
 
 
 def main(argv: List[str]) -> int:
-    runs = int(argv[0]) if argv else 1
+    """[RUNS] unplanned failovers (default 1), then --agents ROUNDS of the agent start bench."""
+    runs = int(argv[0]) if argv and argv[0].isdigit() else 1
+    agent_rounds = int(argv[argv.index("--agents") + 1]) if "--agents" in argv else 0
     s = ensure_cluster()
     timelines = []
     for index in range(runs):
-        cluster.wait_for(lambda: healthy(s), 90, 1, f"a healthy pair before run {index + 1}")
+        cluster.wait_for(lambda: healthy(s), 120, 1, f"a healthy pair before run {index + 1}")
         t = failover_once(s)
         t.rejoined_as = rejoin(s, t.failed)
         timelines.append(t)
         print(f"--- run {index + 1}/{runs}")
         print("\n".join(t.lines()), flush=True)
-    keys = list(timelines[0].events)
-    summary = " / ".join(f"{k} {median([t.events[k] for t in timelines]) or float('nan'):.1f}"
-                         for k in keys)
-    label = f"median of {runs}" if runs > 1 else "single run"
-    print(f"unplanned failover ({label}), seconds after power-off: {summary}")
-    print(f"client write outage ({label}): {median([t.outage for t in timelines]):.1f} s; rows lost: "
-          f"{sum(len(t.missing) for t in timelines)}")
+    if timelines:
+        label = f"median of {runs}" if runs > 1 else "single run"
+        summary = " / ".join(f"{k} {median([t.events[k] for t in timelines]) or float('nan'):.1f}"
+                             for k in timelines[0].events)
+        print(f"unplanned failover ({label}), seconds after power-off: {summary}")
+        print(f"client write outage ({label}): {median([t.outage for t in timelines]) or float('nan'):.1f} s;"
+              f" rows acknowledged but missing: {sum(len(t.missing) for t in timelines)}")
+    if agent_rounds:
+        cluster.wait_for(lambda: healthy(s), 120, 1, "a healthy pair before the agent bench")
+        print_agent_bench(agent_bench(s, agent_rounds))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# ---------------------------------------------------------------- agent start: ours vs stock
+
+STOCK = "/usr/lib/ocf/resource.d/heartbeat"
+
+
+def _timed(s: cluster.Settings, node: str, command: str) -> Optional[float]:
+    """Seconds `command` takes on the node (measured there, SSH excluded); None if it failed."""
+    script = (f"t0=$(date +%s.%N); {command} >/tmp/agent-bench.out 2>&1; rc=$?; t1=$(date +%s.%N); "
+              "echo $rc $t0 $t1")
+    out = cluster.ssh(s, cluster.node_address(node), script, timeout=120).stdout.split()
+    if len(out) != 3 or out[0] != "0":
+        return None
+    return float(out[2]) - float(out[1])
+
+
+def _stock_env(s: cluster.Settings, kind: str) -> str:
+    env = {"OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": f"stock-{kind}",
+           "AWS_DEFAULT_REGION": s.info["region"]}
+    if kind == "vip":
+        env.update(OCF_RESKEY_ip=cluster.VIP, OCF_RESKEY_routing_table=",".join(s.route_tables),
+                   OCF_RESKEY_interface="lo", OCF_RESKEY_region=s.info["region"])
+    elif kind == "eip":
+        env.update(OCF_RESKEY_elastic_ip=s.public_ip, OCF_RESKEY_allocation_id=s.allocation_id)
+    else:
+        env.update(OCF_RESKEY_hostedzoneid=s.zone_id, OCF_RESKEY_fullname=cluster.RECORD,
+                   OCF_RESKEY_ttl="5", OCF_RESKEY_ip="local")
+    return " ".join(f"{k}={v}" for k, v in env.items())
+
+
+STOCK_AGENTS = {"vip": "aws-vpc-move-ip", "eip": "awseip", "dns": "aws-vpc-route53"}
+
+
+def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, List[float]]]:
+    """Start time of each endpoint agent, ours and the stock one, moving the endpoint to the
+    standby and back with ours, in maintenance mode (Pacemaker neither monitors nor reacts)."""
+    roles = pair_roles(s)
+    primary = next(n for n, r in roles.items() if r in ("Promoted", "Master"))
+    standby = next(n for n in roles if n != primary)
+    region_conf = f"mkdir -p /root/.aws && printf '[default]\\nregion = {s.info['region']}\\n' > /root/.aws/config"
+    for node in (primary, standby):
+        cluster.ssh(s, cluster.node_address(node), region_conf)
+    cluster.ssh(s, cluster.node_address(primary), "crm_attribute -n maintenance-mode -v true")
+    results: Dict[str, Dict[str, List[float]]] = {k: {"ours": [], "stock": []} for k in STOCK_AGENTS}
+    try:
+        for _ in range(rounds):
+            for kind, stock in STOCK_AGENTS.items():
+                ours = f"crm_resource --force-start --resource ec2ha-{kind}"
+                stop = f"crm_resource --force-stop --resource ec2ha-{kind}"
+                results[kind]["ours"].append(_timed(s, standby, ours))
+                _timed(s, standby, stop)
+                _timed(s, primary, ours)
+                env = _stock_env(s, kind)
+                results[kind]["stock"].append(_timed(s, standby, f"env {env} {STOCK}/{stock} start"))
+                _timed(s, standby, f"env {env} {STOCK}/{stock} stop")
+                _timed(s, primary, ours)
+    finally:
+        cluster.ssh(s, cluster.node_address(primary), "crm_attribute -n maintenance-mode -D")
+    return results
+
+
+def print_agent_bench(results: Dict[str, Dict[str, List[float]]]) -> None:
+    for kind, stock in STOCK_AGENTS.items():
+        ours, theirs = results[kind]["ours"], results[kind]["stock"]
+        fmt = lambda v: f"{v:.2f}" if v is not None else "failed"  # noqa: E731
+        print(f"endpoint move ({kind}): ec2ha:{ {'vip': 'vip_route', 'eip': 'elastic_ip', 'dns': 'dns_record'}[kind]} "
+              f"median {fmt(median(ours))} s {[fmt(v) for v in ours]}; {stock} median "
+              f"{fmt(median(theirs))} s {[fmt(v) for v in theirs]}")

@@ -1,0 +1,79 @@
+"""The build-out and an unplanned failover, end to end in the lab (root; several minutes).
+
+playbooks/site.yml builds the pair on lab hosts (cluster_pair with lab_host, heartbeat, replication,
+recovery_kit); a second run changes nothing. A client in e2h-client writes numbered rows through
+the VIP while the promoted node is powered off; Pacemaker on the survivor fences it (fence_aws),
+promotes PostgreSQL and our agents move the VIP route, the Elastic IP and the DNS record. Judged
+from outside: which node answers the client through the VIP, e2h-internet through the EIP, what
+e2h-onprem resolves, rows acknowledged vs present, and EC2's view of the fenced instance.
+Finally the fenced node rejoins (playbooks/rejoin.yml) as a standby, never a second primary.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import cluster, failover_bench
+
+
+@pytest.fixture(scope="module")
+def pair(lab_session):
+    """The pair built by site.yml; its instances are terminated afterwards (the lab removes
+    their hosts), so the lab is left as it was found."""
+    settings = failover_bench.ensure_cluster("test-site-1.log")
+    yield settings
+    ec2 = settings.client("ec2")
+    ids = [i["InstanceId"] for i in cluster.node_instances(settings).values()]
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+
+
+@pytest.fixture(scope="module")
+def failover(pair):
+    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "a healthy pair")
+    return failover_bench.failover_once(pair)
+
+
+def test_second_build_out_changes_nothing(pair):
+    run = cluster.run_playbook("playbooks/site.yml", pair, log=cluster.WORK_DIR / "test-site-2.log")
+    assert run.rc == 0, run.output[-3000:]
+    assert set(run.recap) == {"localhost", "pg1", "pg2"}
+    changed = {host: counts["changed"] for host, counts in run.recap.items()}
+    assert changed == {"localhost": 0, "pg1": 0, "pg2": 0}, run.output[-3000:]
+
+
+def test_pair_is_healthy_after_build_out(pair):
+    roles = failover_bench.pair_roles(pair)
+    assert sorted(roles.values()) == ["Promoted", "Unpromoted"]
+    primary = next(n for n, r in roles.items() if r == "Promoted")
+    cluster.prepare_table(pair, primary)
+    assert failover_bench.who_serves("e2h-client", cluster.VIP) == primary
+
+
+def test_failover_keeps_every_acknowledged_row(failover):
+    assert failover.acknowledged > 20
+    assert failover.missing == []
+    assert failover.outage is not None and failover.outage < 60
+
+
+def test_failover_fences_promotes_and_moves_every_endpoint(failover, pair):
+    survivor = failover.survivor
+    assert failover.served_by == survivor                       # VIP route
+    assert failover.eip_serves == survivor                      # Elastic IP from the internet
+    assert failover.dns_answer == [cluster.node_address(survivor)]   # record, from on premises
+    for event in ("lost", "fenced", "promoted", "vip", "eip", "dns"):
+        assert failover.events[event] is not None, f"{event} not seen in the survivor's log"
+    assert failover.events["fenced"] <= failover.events["promoted"] <= failover.events["vip"]
+    info = failover_bench.pair_roles(pair)
+    assert info.get(survivor) == "Promoted"
+    assert info.get(failover.failed) != "Promoted"
+
+
+def test_fenced_node_rejoins_as_standby(failover, pair):
+    role = failover_bench.rejoin(pair, failover.failed)
+    assert role == "Unpromoted"
+    roles = failover_bench.pair_roles(pair)
+    assert list(roles.values()).count("Promoted") == 1
+    assert roles[failover.survivor] == "Promoted"
+    assert cluster.instance_state(pair, failover.failed) == "running"
+    assert failover_bench.who_serves("e2h-client", cluster.VIP) == failover.survivor
