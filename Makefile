@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv collection test unit integration sanity lint lab-test build demo bench lab-up lab-down lab-bench clean
+.PHONY: help venv collection test unit integration sanity lint lab-test build build-check demo bench lab-up lab-down lab-bench clean
 
 help:
 	@echo "make demo   - the lab, a cluster, a failover (main job)"
@@ -25,7 +25,7 @@ collection: venv
 	mkdir -p .build/collections/ansible_collections/ec2ha
 	ln -sfn $(CURDIR) .build/collections/ansible_collections/ec2ha/cluster
 
-test: unit integration sanity lint lab-test
+test: unit integration sanity lint build-check lab-test
 
 unit: collection
 	cd .build/collections && $(PY) -m pytest -q $(CURDIR)/tests/unit
@@ -45,6 +45,10 @@ lab-test: collection
 build: venv
 	mkdir -p .build/dist
 	ansible-galaxy collection build --force --output-path .build/dist
+
+# The built tarball installs, documents every module and runs one against moto.
+build-check: venv
+	tests/support/build_check.sh
 
 lab-up: venv
 	$(PY) -m lab up
