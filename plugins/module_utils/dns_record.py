@@ -35,7 +35,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, monitor_reading
 
 # Route 53 ids are upper-case letters and digits (Z...; moto draws any letter); names are
 # matched case-insensitively, so a lower-case or dotted value is always a name.
@@ -425,13 +425,6 @@ def verify(aws: AwsSession, target: DnsTarget) -> RecordSet:
 def monitor(aws: AwsSession, target: DnsTarget) -> Status:
     """Read-only check for an agent (one list_resource_record_sets): ok, wrong, or unknown when the
     API did not answer (throttling, timeout: not a failure, check again next interval)."""
-    try:
-        current = read_record(aws, target.zone, target.name)
-    except AwsCallError as exc:
-        if exc.transient:
-            return Status("unknown", [str(exc)])
-        raise
-    except InputError as exc:
-        # Another record type took the name (a CNAME, an alias) under the cluster.
-        return Status("wrong", [str(exc)])
-    return classify(current, target)
+    # Another record type taking the name (a CNAME, an alias) reads as InputError: wrong.
+    return monitor_reading(lambda: read_record(aws, target.zone, target.name),
+                           lambda current: classify(current, target))

@@ -29,7 +29,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, reread_until
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, monitor_reading, reread_until
 
 ALLOCATION_ID = re.compile(r"^eipalloc-[0-9a-f]{8,17}$")
 # describe_addresses answers these when the address is not in this account and region.
@@ -255,16 +255,9 @@ def converge(aws: AwsSession, target: EipTarget, check_mode: bool = False,
 def monitor(aws: AwsSession, target: EipTarget) -> Status:
     """Read-only check for an agent (one describe_addresses): ok, wrong, or unknown when the API did
     not answer (throttling, timeout: not a failure, check again next interval)."""
-    try:
-        address = read_address(aws, allocation_id=target.allocation_id)
-    except AwsCallError as exc:
-        if exc.transient:
-            return Status("unknown", [str(exc)])
-        raise
-    except InputError as exc:
-        # The EIP was released (or moved to another account) under the cluster.
-        return Status("wrong", [str(exc)])
-    return classify(address, target)
+    # A released EIP reads as InputError: wrong, not an agent failure.
+    return monitor_reading(lambda: read_address(aws, allocation_id=target.allocation_id),
+                           lambda address: classify(address, target))
 
 
 def _require_ipv4(option: str, value: str) -> None:

@@ -29,7 +29,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, reread_until
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, monitor_reading, reread_until
 
 ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{8,17}$")
 MISSING = "missing"
@@ -376,10 +376,5 @@ def converge(aws: AwsSession, target: Target, check_mode: bool = False,
 
 def monitor(aws: AwsSession, target: Target) -> Status:
     """Read-only check for an agent: ok, wrong, or unknown when the API did not answer (throttling...)."""
-    try:
-        report = read_routes(aws, target.vip, target.route_table_ids, [target.eni_id])
-    except AwsCallError as exc:
-        if exc.transient:
-            return Status("unknown", [str(exc)])
-        raise
-    return classify(report, target)
+    return monitor_reading(lambda: read_routes(aws, target.vip, target.route_table_ids, [target.eni_id]),
+                           lambda report: classify(report, target))

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the three scenario cores share: a planned write, a monitor's answer, a bounded re-read.
 
-Pure Python (no boto3, no Ansible import).
+No Ansible import: the OCF agents on the nodes run this too.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from typing import Any, Callable, Dict, List, Tuple, TypeVar
+
+from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError, InputError
 
 T = TypeVar("T")
 
@@ -37,6 +39,21 @@ class Status:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+def monitor_reading(read: Callable[[], T], judge: Callable[[T], Status]) -> Status:
+    """A monitor's answer from one read: the judge's verdict; unknown when the API did not answer
+    (throttling, timeout); wrong when the endpoint itself is gone or replaced (the read's InputError:
+    an EIP released, a CNAME put in the record's place). Any other API error is raised."""
+    try:
+        reading = read()
+    except AwsCallError as exc:
+        if exc.transient:
+            return Status("unknown", [str(exc)])
+        raise
+    except InputError as exc:
+        return Status("wrong", [str(exc)])
+    return judge(reading)
 
 
 def reread_until(read: Callable[[], T], judge: Callable[[T], Status], timeout: float,
