@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         started = step("lab up, then playbooks/site.yml builds the pair (several minutes the first time)")
         settings = failover_bench.ensure_cluster("demo-site.log")
         print(f"built in {time.monotonic() - started:.0f} s; log {cluster.WORK_DIR / 'demo-site.log'}")
-        cluster.wait_for(lambda: failover_bench.healthy(settings), 120, 1,
+        cluster.wait_for(lambda: failover_bench.healthy(settings), 300, 1,
                          "a promoted PostgreSQL and a standby in sync")
         roles = failover_bench.pair_roles(settings)
         print("Pacemaker: " + ", ".join(f"{n} {r}" for n, r in sorted(roles.items())))

@@ -243,7 +243,7 @@ def main(argv: List[str]) -> int:
     s = ensure_cluster()
     timelines = []
     for index in range(runs):
-        cluster.wait_for(lambda: healthy(s), 120, 1, f"a healthy pair before run {index + 1}")
+        cluster.wait_for(lambda: healthy(s), 300, 1, f"a healthy pair before run {index + 1}")
         t = failover_once(s)
         t.rejoined_as = rejoin(s, t.failed)
         timelines.append(t)
@@ -257,7 +257,7 @@ def main(argv: List[str]) -> int:
         print(f"client write outage ({label}): {median([t.outage for t in timelines]) or float('nan'):.1f} s;"
               f" rows acknowledged but missing: {sum(len(t.missing) for t in timelines)}")
     if agent_rounds:
-        cluster.wait_for(lambda: healthy(s), 120, 1, "a healthy pair before the agent bench")
+        cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the agent bench")
         print_agent_bench(agent_bench(s, agent_rounds))
     return 0
 

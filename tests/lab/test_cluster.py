@@ -30,7 +30,7 @@ def pair(lab_session):
 
 @pytest.fixture(scope="module")
 def failover(pair):
-    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "a healthy pair")
+    cluster.wait_for(lambda: failover_bench.healthy(pair), 300, 1, "a healthy pair (a standby started before the VIP existed waits out TCP SYN retries, about 130 s)")
     return failover_bench.failover_once(pair)
 
 
