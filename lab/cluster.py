@@ -208,7 +208,7 @@ def run_playbook(playbook: str, s: Settings, extra: Optional[List[str]] = None,
     # Streamed to the log as it runs, so a long build-out can be followed with tail -f.
     with open(log, "w") as out:
         result = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                text=True, timeout=timeout)
+                                text=True, timeout=timeout, check=False)
     output = log.read_text()
     return PlaybookRun(result.returncode, time.monotonic() - started, parse_recap(output), output)
 
@@ -232,12 +232,12 @@ def node_instances(s: Settings) -> Dict[str, dict]:
 def ssh(s: Settings, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(["ssh", "-F", s.info["ssh_config"], "-o", "ConnectTimeout=3",
                            "-o", "BatchMode=yes", address, command],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def promoted_node(s: Settings, via: Optional[List[str]] = None) -> Optional[str]:
     """The node name Pacemaker runs the promoted PostgreSQL on, asked of any reachable node."""
-    for address in via or [ip for _, _, ip in NODES]:
+    for address in via or [node[2] for node in NODES]:
         try:
             out = ssh(s, address, "crm_mon -1 --output-as=xml", timeout=15)
         except subprocess.TimeoutExpired:
@@ -264,7 +264,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
 
 
 def node_address(name: str) -> str:
-    return {n: ip for n, _, ip in NODES}[name]
+    return {node[0]: node[2] for node in NODES}[name]
 
 
 def stop_instance(s: Settings, name: str) -> float:
@@ -311,7 +311,7 @@ def conninfo(host: str = VIP) -> str:
 def psql_in(ns: str, sql: str, host: str = VIP, timeout: float = 10) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", ns, "psql", conninfo(host), "-XAtq",
                            "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @dataclass

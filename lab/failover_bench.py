@@ -79,12 +79,12 @@ def cli_command(*args: str):
     import subprocess
     env = dict(os.environ, PYTHONPATH=str(topology.REPO))
     return subprocess.run([sys.executable, "-m", "lab", *args], cwd=topology.REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def pair_roles(s: cluster.Settings) -> Dict[str, str]:
     """{node: Promoted|Unpromoted|Stopped...} as crm_mon on any reachable node reports it."""
-    for _, _, address in cluster.NODES:
+    for address in (node[2] for node in cluster.NODES):
         try:
             out = cluster.ssh(s, address, "crm_mon -1 --output-as=xml", timeout=15)
         except Exception:  # noqa: BLE001 - an unreachable node just means: ask the other one
@@ -101,7 +101,7 @@ def pair_roles(s: cluster.Settings) -> Dict[str, str]:
 
 def node_attributes(s: cluster.Settings) -> Dict[str, Dict[str, str]]:
     """{node: {attribute: value}} from crm_mon on any reachable node."""
-    for _, _, address in cluster.NODES:
+    for address in (node[2] for node in cluster.NODES):
         try:
             out = cluster.ssh(s, address, "crm_mon -1A --output-as=xml", timeout=15)
         except Exception:  # noqa: BLE001 - ask the other node
@@ -181,7 +181,7 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
     failed = cluster.promoted_node(s)
     if failed is None:
         raise RuntimeError("no promoted PostgreSQL in the lab cluster")
-    survivor = next(n for n, _, _ in cluster.NODES if n != failed)
+    survivor = next(node[0] for node in cluster.NODES if node[0] != failed)
     cluster.prepare_table(s, failed)
     start = int(time.time() * 1000) * 100     # seq numbers never reused across runs
     with cluster.Writer(start=start) as writer:
@@ -310,7 +310,7 @@ def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, Lis
     cluster.ssh(s, cluster.node_address(primary), "crm_attribute -n maintenance-mode -v true")
     results: Dict[str, Dict[str, List[float]]] = {k: {"ours": [], "stock": []} for k in STOCK_AGENTS}
     try:
-        for _ in range(rounds):
+        for _round in range(rounds):
             for kind, stock in STOCK_AGENTS.items():
                 ours = f"crm_resource --force-start --resource ec2ha-{kind}"
                 stop = f"crm_resource --force-stop --resource ec2ha-{kind}"
@@ -326,10 +326,13 @@ def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, Lis
     return results
 
 
+def fmt(value: Optional[float]) -> str:
+    return f"{value:.2f}" if value is not None else "failed"
+
+
 def print_agent_bench(results: Dict[str, Dict[str, List[float]]]) -> None:
     for kind, stock in STOCK_AGENTS.items():
         ours, theirs = results[kind]["ours"], results[kind]["stock"]
-        fmt = lambda v: f"{v:.2f}" if v is not None else "failed"  # noqa: E731
         print(f"endpoint move ({kind}): ec2ha:{ {'vip': 'vip_route', 'eip': 'elastic_ip', 'dns': 'dns_record'}[kind]} "
               f"median {fmt(median(ours))} s {[fmt(v) for v in ours]}; {stock} median "
               f"{fmt(median(theirs))} s {[fmt(v) for v in theirs]}")
