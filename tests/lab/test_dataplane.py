@@ -5,7 +5,7 @@ running a banner server; the data plane is driven through Network.setup()/tick()
 ticker thread, like the lab daemon does. Namespace names are scratch ones (Namespaces.scratch),
 so a lab that is up on the machine is left alone. Run as root:
 
-    cd /work/main && .venv/bin/python -m pytest -q tests/lab/test_dataplane.py
+    .venv/bin/python -m pytest -q tests/lab/test_dataplane.py   (from the checkout, as root)
 """
 
 from __future__ import annotations
