@@ -9,9 +9,9 @@ export PATH := $(VENV)/bin:$(PATH)
 .PHONY: help venv collection test unit integration sanity lint lab-test build build-check demo bench lab-up lab-down lab-bench clean
 
 help:
-	@echo "make demo   - the lab, a cluster, a failover (main job)"
-	@echo "make test   - every test: unit, integration (moto), sanity, lint, lab"
-	@echo "make bench  - figures: failover and endpoint-move timings"
+	@echo "make demo   - an AWS control plane (moto), two nodes, all three endpoints moved and back"
+	@echo "make test   - every test: unit, integration (moto), sanity, lint, tarball, lab"
+	@echo "make bench  - lab figures: up time, power follow, data-plane latency, memory"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-test.txt
