@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
 import moto_server  # noqa: E402
 import world as world_builder  # noqa: E402
+from fakeclock import FakeClock  # noqa: E402  (beside this file)
 
 SUBNET_A, SUBNET_B = "subnet-0000000000000000a", "subnet-0000000000000000b"
 GROUP = "sg-00000000000000001"
@@ -123,20 +124,6 @@ def test_a_group_of_another_cluster_is_refused_even_after_the_race(stubbed):
 
 
 # --- a just-made instance profile that RunInstances does not know yet (IAM is eventually consistent) --
-
-class FakeClock:
-    """A clock that only moves when slept on."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: List[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def launch_pair() -> cp.Pair:

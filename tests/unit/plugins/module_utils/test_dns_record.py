@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError, AwsSession, InputError, VerifyError
+from fakeclock import FakeClock  # beside this file: pytest puts its folder on the path
 
 ZONE_ID, PUBLIC_ID = "Z0PRIVATE00000000001", "Z0PUBLIC000000000002"
 ZONE = "corp.example."
@@ -83,21 +84,6 @@ def operations(aws: AwsSession, planned: Optional[bool] = None) -> List[str]:
 
 def writes(aws: AwsSession) -> List[str]:
     return [c.operation for c in aws.calls if c.operation == "change_resource_record_sets"]
-
-
-class FakeClock:
-    """A clock that only moves when slept on (or when a test moves it): waits cost no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: List[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def converge(stubbed: Any, clock: Optional[FakeClock] = None, check_mode: bool = False, **overrides: Any):

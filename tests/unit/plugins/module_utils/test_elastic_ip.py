@@ -19,6 +19,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     InputError,
     VerifyError,
 )
+from fakeclock import FakeClock  # beside this file: pytest puts its folder on the path
 
 EIP, ALLOC = "203.0.113.25", "eipalloc-0123456789abcdef0"
 NODE1, ENI1, IP1 = "i-0000000000000000a", "eni-0000000000000000a", "10.0.1.10"
@@ -83,21 +84,6 @@ def run(aws: AwsSession, request: elastic_ip.EipSpec, check_mode: bool = False) 
     target, current = elastic_ip.resolve_target(aws, request)
     clock = FakeClock()
     return elastic_ip.converge(aws, target, check_mode, current, clock=clock, sleep=clock.sleep)
-
-
-class FakeClock:
-    """A clock that only moves when slept on: verify's bounded re-read runs without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: List[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 # --- converge ------------------------------------------------------------------------------------
