@@ -176,6 +176,33 @@ def test_hba_rejects_own_address_and_vip_and_admits_the_peer(server):
     assert admitted.stdout.count("|") == 3  # systemid|timeline|xlogpos|dbname (empty: physical)
 
 
+
+def test_standby_conninfo_authenticates_under_pacemakers_home(server):
+    # Pacemaker starts PostgreSQL with root's HOME, so libpq would look for /root/.pgpass and the
+    # walreceiver would fail with "no password supplied": primary_conninfo must name the passfile.
+    if server.psql("SELECT 1 FROM pg_roles WHERE rolname = 'replicator'").stdout.strip() != "1":
+        test_role_sql_creates_the_replication_role(server)
+    server.write_hba("bravo")  # seen from bravo, 127.0.0.1 is the peer it streams from
+    assert server.psql("SELECT pg_reload_conf()").returncode == 0
+    conninfo = _as_postgres(str(BINDIR / "postgres"), "-C", "primary_conninfo", "-D", str(server.conf)).stdout.strip()
+    declared = server.inv.evaluate("bravo", "{{ replication_passfile }}")
+    assert f"passfile={declared}" in conninfo and "tcp_user_timeout=5000" in conninfo
+    passfile = server.base / "pgpass"
+    content = _task("streaming.yml", "Give the postgres user the replication password (passfile)")
+    passfile.write_text(server.inv.evaluate("bravo", content["ansible.builtin.copy"]["content"]))
+    pg = pwd.getpwnam("postgres")
+    os.chown(passfile, pg.pw_uid, pg.pw_gid)
+    passfile.chmod(0o600)
+    dsn = (conninfo.replace("host=192.168.100.10", "host=127.0.0.1").replace(f"passfile={declared}", f"passfile={passfile}")
+           + " replication=true")
+    # runuser sets HOME to the target user's: put root's back as Pacemaker's children have it.
+    as_pacemaker = ("env", "-u", "PGPASSWORD", "-u", "PGPASSFILE", "HOME=/root", "psql", "-XAtqw")
+    stream = _poll(lambda: (r := _as_postgres(*as_pacemaker, dsn, "-c", "IDENTIFY_SYSTEM")).returncode == 0 and r,
+                   "a replication connection with the rendered primary_conninfo")
+    assert stream.stdout.count("|") == 3
+    without = _as_postgres(*as_pacemaker, dsn.replace(f"passfile={passfile}", ""), "-c", "IDENTIFY_SYSTEM")
+    assert "no password supplied" in without.stderr
+
 @pytest.fixture
 def pacemaker_stubs(tmp_path: Path):
     """crm_mon / crm_attribute stand-ins: membership from a file, attribute
