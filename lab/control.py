@@ -121,8 +121,21 @@ def install_power_hooks(notify: Callable[[], None]) -> None:
     Instance.start = hooked(Instance.start, lambda s: s not in ("running", "pending"))
     Instance.stop = hooked(Instance.stop, lambda s: s in ("running", "pending"))
     Instance.reboot = hooked(Instance.reboot, lambda s: s == "running")
-    Instance.terminate = hooked(Instance.terminate, lambda s: s != "terminated")
+    Instance.terminate = _releasing_ips(hooked(Instance.terminate, lambda s: s != "terminated"))
     Instance._lab_hooked = True
+
+
+def _releasing_ips(terminate: Callable) -> Callable:
+    """AWS frees a terminated instance's private IPs; moto 5.2.5 frees them only when the Instance
+    object is garbage collected, which never happens while it is listed as terminated, so a
+    pair built again on the same fixed addresses failed with "IP already in use"."""
+    def wrapper(self, *args, **kwargs):
+        result = terminate(self, *args, **kwargs)
+        subnet = self.ec2_backend.get_subnet(self.subnet_id) if self.subnet_id else None
+        for ip in getattr(self, "_private_ips", ()) if subnet else ():
+            subnet.del_subnet_ip(ip)
+        return result
+    return wrapper
 
 
 def _notifying(original: Callable, notify: Callable[[], None]) -> Callable:

@@ -131,6 +131,19 @@ def test_terminate_removes_namespace_and_disk(launch, ec2):
     wait_for(lambda: not hosts.host_dir(node.id).exists(), 2, 0.01, "the host disk to go")
 
 
+def test_terminated_instance_frees_its_private_ip(launch, ec2, lab):
+    # As on AWS: a pair rebuilt on fixed addresses reuses them (moto alone keeps them "in use").
+    node = launch("lab-node-reused-ip", tagged=False)
+    subnet = ec2.describe_instances(InstanceIds=[node.id])["Reservations"][0]["Instances"][0]["SubnetId"]
+    ec2.terminate_instances(InstanceIds=[node.id])
+    again = ec2.run_instances(ImageId=lab["world"]["primary"]["image_id"], MinCount=1, MaxCount=1,
+                              SubnetId=subnet, PrivateIpAddress=node.ip)["Instances"][0]
+    try:
+        assert again["PrivateIpAddress"] == node.ip
+    finally:
+        ec2.terminate_instances(InstanceIds=[again["InstanceId"]])
+
+
 def test_host_calls_the_aws_api_over_tls_with_stock_boto3(launch, lab):
     """Debian's python3-boto3 in the host, no endpoint_url: DNS (/etc/hosts) + lab CA do it."""
     node = launch("lab-node-api")
