@@ -146,6 +146,9 @@ def inventory_data(s: Settings) -> dict:
         "heartbeat_fence_params": {"power_timeout": 60, "pcmk_reboot_timeout": 120,
                                    "pcmk_reboot_retries": 2},
         "heartbeat_stonith_timeout": 120,
+        # Lab difference: every host reads the whole machine's load average, so Pacemaker's CPU
+        # throttle (default 80% load) would serialise the survivor's actions for load it does not own.
+        "heartbeat_cluster_properties": {"load-threshold": "1000%"},
         "replication_password": REPLICATION_PASSWORD,
         "replication_client_networks": [world["cidr"], topology.ONPREM_CIDR, topology.INTERNET_CIDR],
     }

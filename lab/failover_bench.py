@@ -14,8 +14,10 @@ from __future__ import annotations
 import datetime
 import re
 import statistics
+import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET  # nosec B405 - crm_mon's own output
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -82,38 +84,38 @@ def cli_command(*args: str):
                           capture_output=True, text=True, timeout=180, check=False)
 
 
-def pair_roles(s: cluster.Settings) -> Dict[str, str]:
-    """{node: Promoted|Unpromoted|Stopped...} as crm_mon on any reachable node reports it."""
+def _crm_mon(s: cluster.Settings) -> Optional[ET.Element]:
+    """crm_mon's XML status from any reachable node (an unreachable one just means: ask the other)."""
     for address in (node[2] for node in cluster.NODES):
         try:
-            out = cluster.ssh(s, address, "crm_mon -1 --output-as=xml", timeout=15)
-        except Exception:  # noqa: BLE001 - an unreachable node just means: ask the other one
+            out = cluster.ssh(s, address, "crm_mon -1 --include=attributes --output-as=xml", timeout=15)
+        except subprocess.TimeoutExpired:
             continue
-        if out.returncode != 0:
-            continue
-        roles = {}
-        for match in re.finditer(r'<resource id="pgsqld"[^>]*role="(\w+)"[^>]*>\s*<node name="([^"]+)"',
-                                 out.stdout):
-            roles[match.group(2)] = match.group(1)
-        return roles
-    return {}
+        if out.returncode == 0:
+            try:
+                return ET.fromstring(out.stdout)
+            except ET.ParseError:
+                continue
+    return None
+
+
+def pair_roles(s: cluster.Settings) -> Dict[str, str]:
+    """{node: Promoted|Unpromoted|Stopped...} of the pgsqld clone, as crm_mon reports it."""
+    status = _crm_mon(s)
+    if status is None:
+        return {}
+    return {node.get("name"): resource.get("role")
+            for resource in status.iter("resource") if resource.get("id") == "pgsqld"
+            for node in resource.findall("node")}
 
 
 def node_attributes(s: cluster.Settings) -> Dict[str, Dict[str, str]]:
-    """{node: {attribute: value}} from crm_mon on any reachable node."""
-    for address in (node[2] for node in cluster.NODES):
-        try:
-            out = cluster.ssh(s, address, "crm_mon -1A --output-as=xml", timeout=15)
-        except Exception:  # noqa: BLE001 - ask the other node
-            continue
-        if out.returncode != 0:
-            continue
-        attrs: Dict[str, Dict[str, str]] = {}
-        for block in re.finditer(r'<node name="([^"]+)">(.*?)</node>', out.stdout, re.S):
-            attrs[block.group(1)] = dict(re.findall(r'<attribute name="([^"]+)" value="([^"]*)"',
-                                                    block.group(2)))
-        return attrs
-    return {}
+    """{node: {attribute: value}} of the transient node attributes, as crm_mon reports them."""
+    status = _crm_mon(s)
+    if status is None:
+        return {}
+    return {node.get("name"): {a.get("name"): a.get("value") for a in node.findall("attribute")}
+            for node in status.findall("node_attributes/node")}
 
 
 def healthy(s: cluster.Settings) -> bool:
@@ -198,8 +200,6 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
     acked = writer.acknowledged()
     present = cluster.rows_present(s)
     timeline = Timeline(failed=failed, survivor=survivor)
-    events = log_events(s, survivor, failed, at)
-    timeline.events = {k: (v - at if v else None) for k, v in events.items()}
     window = writer.outage(at)
     timeline.outage = window[1] - window[0] if window else None
     timeline.events["client"] = window[1] - at if window else None
@@ -213,6 +213,11 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
         lambda: _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")) == (survivor_ip,)
         and (survivor_ip,), 30) or _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")))
     timeline.failed_state_after = cluster.instance_state(s, failed)
+    # Last: the endpoints seen from outside above may have moved after the client's writes resumed.
+    events = log_events(s, survivor, failed, at)
+    client = timeline.events.get("client")
+    timeline.events = {k: (v - at if v else None) for k, v in events.items()}
+    timeline.events["client"] = client
     return timeline
 
 
@@ -234,36 +239,6 @@ def _resolve(ns: str, name: str) -> tuple:
 def median(values: List[Optional[float]]) -> Optional[float]:
     seen = [v for v in values if v is not None]
     return statistics.median(seen) if seen else None
-
-
-def main(argv: List[str]) -> int:
-    """[RUNS] unplanned failovers (default 1), then --agents ROUNDS of the agent start bench."""
-    runs = int(argv[0]) if argv and argv[0].isdigit() else 1
-    agent_rounds = int(argv[argv.index("--agents") + 1]) if "--agents" in argv else 0
-    s = ensure_cluster()
-    timelines = []
-    for index in range(runs):
-        cluster.wait_for(lambda: healthy(s), 300, 1, f"a healthy pair before run {index + 1}")
-        t = failover_once(s)
-        t.rejoined_as = rejoin(s, t.failed)
-        timelines.append(t)
-        print(f"--- run {index + 1}/{runs}")
-        print("\n".join(t.lines()), flush=True)
-    if timelines:
-        label = f"median of {runs}" if runs > 1 else "single run"
-        summary = " / ".join(f"{k} {median([t.events[k] for t in timelines]) or float('nan'):.1f}"
-                             for k in timelines[0].events)
-        print(f"unplanned failover ({label}), seconds after power-off: {summary}")
-        print(f"client write outage ({label}): {median([t.outage for t in timelines]) or float('nan'):.1f} s;"
-              f" rows acknowledged but missing: {sum(len(t.missing) for t in timelines)}")
-    if agent_rounds:
-        cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the agent bench")
-        print_agent_bench(agent_bench(s, agent_rounds))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
 
 
 # ---------------------------------------------------------------- agent start: ours vs stock
@@ -298,27 +273,56 @@ def _stock_env(s: cluster.Settings, kind: str) -> str:
 STOCK_AGENTS = {"vip": "aws-vpc-move-ip", "eip": "awseip", "dns": "aws-vpc-route53"}
 
 
-def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, List[float]]]:
-    """Start time of each endpoint agent, ours and the stock one, moving the endpoint to the
-    standby and back with ours, in maintenance mode (Pacemaker neither monitors nor reacts)."""
+def endpoint_holder(s: cluster.Settings, kind: str) -> Optional[str]:
+    """Which node AWS (moto) says holds the endpoint: every VIP route, the EIP, or the record."""
+    nodes = cluster.node_instances(s)
+    by_eni = {i["NetworkInterfaces"][0]["NetworkInterfaceId"]: n for n, i in nodes.items()}
+    by_ip = {i["PrivateIpAddress"]: n for n, i in nodes.items()}
+    if kind == "vip":
+        tables = s.client("ec2").describe_route_tables(RouteTableIds=s.route_tables)["RouteTables"]
+        holders = {by_eni.get(r.get("NetworkInterfaceId")) for t in tables for r in t["Routes"]
+                   if r.get("DestinationCidrBlock") == f"{cluster.VIP}/32"}
+    elif kind == "eip":
+        address = s.client("ec2").describe_addresses(AllocationIds=[s.allocation_id])["Addresses"][0]
+        holders = {by_eni.get(address.get("NetworkInterfaceId"))}
+    else:
+        sets = s.client("route53").list_resource_record_sets(
+            HostedZoneId=s.zone_id, StartRecordName=cluster.RECORD, StartRecordType="A", MaxItems="1")
+        values = [r["Value"] for rs in sets["ResourceRecordSets"] if rs["Name"] == cluster.RECORD
+                  for r in rs.get("ResourceRecords", [])]
+        holders = {by_ip.get(v) for v in values} or {None}
+    return holders.pop() if len(holders) == 1 else None
+
+
+def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, List[Optional[float]]]]:
+    """Start time of each endpoint agent, ours and the stock one, each moving the endpoint from
+    the primary to the standby, in maintenance mode (Pacemaker neither monitors nor reacts).
+    A start counts only if it exits 0 AND AWS then shows the endpoint on the standby; ours
+    moves it back to the primary between runs."""
     roles = pair_roles(s)
     primary = next(n for n, r in roles.items() if r in ("Promoted", "Master"))
     standby = next(n for n in roles if n != primary)
-    region_conf = f"mkdir -p /root/.aws && printf '[default]\\nregion = {s.info['region']}\\n' > /root/.aws/config"
+    # The stock agents read the AWS CLI's profile; aws-vpc-route53 requires text output.
+    region_conf = (f"mkdir -p /root/.aws && printf '[default]\\nregion = {s.info['region']}\\noutput = text\\n'"
+                   " > /root/.aws/config")
     for node in (primary, standby):
         cluster.ssh(s, cluster.node_address(node), region_conf)
     cluster.ssh(s, cluster.node_address(primary), "crm_attribute -n maintenance-mode -v true")
-    results: Dict[str, Dict[str, List[float]]] = {k: {"ours": [], "stock": []} for k in STOCK_AGENTS}
+    results: Dict[str, Dict[str, List[Optional[float]]]] = {k: {"ours": [], "stock": []} for k in STOCK_AGENTS}
+
+    def moved(seconds: Optional[float], kind: str) -> Optional[float]:
+        return seconds if seconds is not None and endpoint_holder(s, kind) == standby else None
+
     try:
         for _round in range(rounds):
             for kind, stock in STOCK_AGENTS.items():
                 ours = f"crm_resource --force-start --resource ec2ha-{kind}"
                 stop = f"crm_resource --force-stop --resource ec2ha-{kind}"
-                results[kind]["ours"].append(_timed(s, standby, ours))
+                results[kind]["ours"].append(moved(_timed(s, standby, ours), kind))
                 _timed(s, standby, stop)
                 _timed(s, primary, ours)
                 env = _stock_env(s, kind)
-                results[kind]["stock"].append(_timed(s, standby, f"env {env} {STOCK}/{stock} start"))
+                results[kind]["stock"].append(moved(_timed(s, standby, f"env {env} {STOCK}/{stock} start"), kind))
                 _timed(s, standby, f"env {env} {STOCK}/{stock} stop")
                 _timed(s, primary, ours)
     finally:
@@ -330,9 +334,63 @@ def fmt(value: Optional[float]) -> str:
     return f"{value:.2f}" if value is not None else "failed"
 
 
-def print_agent_bench(results: Dict[str, Dict[str, List[float]]]) -> None:
+def print_agent_bench(results: Dict[str, Dict[str, List[Optional[float]]]]) -> None:
+    """One line per endpoint: our agent's and the stock agent's start, medians and their ratio."""
+    ours_names = {"vip": "vip_route", "eip": "elastic_ip", "dns": "dns_record"}
     for kind, stock in STOCK_AGENTS.items():
         ours, theirs = results[kind]["ours"], results[kind]["stock"]
-        print(f"endpoint move ({kind}): ec2ha:{ {'vip': 'vip_route', 'eip': 'elastic_ip', 'dns': 'dns_record'}[kind]} "
-              f"median {fmt(median(ours))} s {[fmt(v) for v in ours]}; {stock} median "
-              f"{fmt(median(theirs))} s {[fmt(v) for v in theirs]}")
+        mine, other = median(ours), median(theirs)
+        ratio = f"{other / mine:.2f}" if mine and other else "n/a"
+        print(f"agent start, {kind}: ec2ha:{ours_names[kind]} median {fmt(mine)} s {[fmt(v) for v in ours]}; "
+              f"heartbeat:{stock} median {fmt(other)} s {[fmt(v) for v in theirs]}; stock/ours {ratio}")
+
+
+PHASES = (("detection", None, "lost"), ("fencing", "lost", "fenced"), ("promotion", "fenced", "promoted"),
+          ("VIP route", "promoted", "vip"), ("Elastic IP", "promoted", "eip"), ("DNS record", "promoted", "dns"))
+
+
+def print_failover_summary(timelines: List[Timeline]) -> None:
+    """Medians over the runs: each phase's own duration, and the client-observed outage."""
+    label = f"median of {len(timelines)}" if len(timelines) > 1 else "single run"
+    print(f"unplanned failover, {label} (seconds):")
+    for name, since, until in PHASES:
+        spans = [t.events.get(until) - (t.events.get(since) if since else 0.0)
+                 if t.events.get(until) is not None and (since is None or t.events.get(since) is not None) else None
+                 for t in timelines]
+        print(f"  {name:<11} {fmt(median(spans)):>6}   {'power-off' if since is None else since} -> {until}")
+    print(f"  {'client':<11} {fmt(median([t.outage for t in timelines])):>6}   "
+          "write outage seen by the client (last acknowledged write before -> first after)")
+    print(f"  rows acknowledged {sum(t.acknowledged for t in timelines)}, acknowledged but missing "
+          f"{sum(len(t.missing) for t in timelines)}")
+
+
+def main(argv: List[str]) -> int:
+    """[RUNS] unplanned failovers (default 1), then --agents ROUNDS of the agent start bench.
+    The lab is taken down at the end if this run brought it up."""
+    from lab import cli      # only here: the rest needs nothing but lab.json
+    runs = int(argv[0]) if argv and argv[0].isdigit() else 1
+    agent_rounds = int(argv[argv.index("--agents") + 1]) if "--agents" in argv else 0
+    brought_up = not cli.lab_info()
+    try:
+        s = ensure_cluster()
+        timelines = []
+        for index in range(runs):
+            cluster.wait_for(lambda: healthy(s), 300, 1, f"a healthy pair before run {index + 1}")
+            t = failover_once(s)
+            t.rejoined_as = rejoin(s, t.failed)
+            timelines.append(t)
+            print(f"--- run {index + 1}/{runs}")
+            print("\n".join(t.lines()), flush=True)
+        if timelines:
+            print_failover_summary(timelines)
+        if agent_rounds:
+            cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the agent bench")
+            print_agent_bench(agent_bench(s, agent_rounds))
+    finally:
+        if brought_up:
+            cli_command("down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -226,12 +226,12 @@ def port_open_in_netns(name: str, address: str, port: int, timeout: float = 0.2)
 
 
 def interface_addresses(netns: str) -> list[tuple[str, str]]:
-    """(interface, address/prefix) of every IPv4 address outside lo in the namespace."""
+    """(interface, address/prefix) of every IPv4 address in the namespace but lo's 127/8."""
     out = run(["ip", "-n", netns, "-4", "-o", "addr", "show"], check=False).stdout
     found = []
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) >= 4 and parts[1] != "lo":
+        if len(parts) >= 4 and not (parts[1] == "lo" and parts[3].startswith("127.")):
             found.append((parts[1], parts[3]))
     return found
 

@@ -112,12 +112,14 @@ def test_boot_drops_addresses_a_real_stop_start_loses(launch, ec2):
     wait_for(lambda: node.check("ip -o -4 addr show dev eth0 2>/dev/null"), 10, 0.1,
              "the data plane's eth0 in the host")
     node.check("ip addr add 192.168.77.7/32 dev eth0")
+    node.check("ip addr add 192.168.77.8/32 dev lo")       # where a route-table VIP is kept
     ec2.stop_instances(InstanceIds=[node.id])
     wait_for(lambda: not node.powered(), POWER_FOLLOW, 0.005, "power-off")
     ec2.start_instances(InstanceIds=[node.id])
     node.wait_up()
     addresses = node.check("ip -o -4 addr show")
-    assert "192.168.77.7" not in addresses
+    assert "192.168.77.7" not in addresses and "192.168.77.8" not in addresses
+    assert "127.0.0.1" in addresses
     assert node.ip in addresses
 
 
