@@ -60,7 +60,8 @@ def main(argv: list[str]) -> int:
     finally:
         if brought_up and "--keep" not in argv:
             step("lab down")
-            print(failover_bench.cli_command("down").stdout.strip().splitlines()[-1:] or "")
+            down = failover_bench.cli_command("down")
+            print((down.stdout.strip().splitlines() or [down.stderr.strip()])[-1])
 
 
 if __name__ == "__main__":

@@ -55,8 +55,8 @@ class Timeline:
             f"acknowledged but missing {len(self.missing)}",
             f"e2h-internet via the EIP reaches: {self.eip_serves}",
             f"e2h-onprem resolves {cluster.RECORD} to: {', '.join(self.dns_answer) or '-'}",
-            f"fenced node: instance {self.failed_state_after or '?'}, rejoined as "
-            f"{self.rejoined_as or 'not rejoined'}",
+            f"fenced node: instance {self.failed_state_after or '?'}"
+            + (f", rejoined as {self.rejoined_as}" if self.rejoined_as else ""),
         ]
 
 

@@ -10,6 +10,7 @@ PACKAGES=(
   openssh-server tini iproute2 socat netcat-openbsd ca-certificates python3-boto3 fence-agents
   nftables iptables conntrack
   corosync pacemaker pacemaker-cli-utils crmsh resource-agents resource-agents-paf drbd-utils postgresql
+  bind9-dnsutils  # dig: the stock aws-vpc-route53 agent (the bench compares against it) requires it
 )
 
 # One dpkg-query for the lot: an installed machine costs `up` a few milliseconds here.
