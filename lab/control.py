@@ -125,6 +125,30 @@ def install_power_hooks(notify: Callable[[], None]) -> None:
     Instance._lab_hooked = True
 
 
+def fix_eip_reassociation() -> None:
+    """AWS takes an Elastic IP off the ENI it leaves; moto 5.2.5 re-associates it without clearing
+    the old ENI's public IP, so DescribeInstances showed it on both nodes (and the stock awseip
+    agent, which greps DescribeInstances, thought it already held the address)."""
+    from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
+
+    original = ElasticAddressBackend.associate_address
+    if getattr(original, "_lab_fixed", False):
+        return
+
+    def associate_address(self, *args, **kwargs):
+        address, allocation_id = kwargs.get("address"), kwargs.get("allocation_id")
+        found = (self.address_by_ip([address]) if address else
+                 self.address_by_allocation([allocation_id]) if allocation_id else [])
+        before = found[0].eni if found else None
+        eip = original(self, *args, **kwargs)
+        if before is not None and before is not eip.eni and before.public_ip == eip.public_ip:
+            before.public_ip = None
+        return eip
+
+    associate_address._lab_fixed = True
+    ElasticAddressBackend.associate_address = associate_address
+
+
 def _releasing_ips(terminate: Callable) -> Callable:
     """AWS frees a terminated instance's private IPs; moto 5.2.5 frees them only when the Instance
     object is garbage collected, which never happens while it is listed as terminated, so a

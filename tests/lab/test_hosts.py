@@ -224,3 +224,18 @@ def test_services_enabled_with_update_rc_d_start_at_boot(launch, ec2):
     # sshd starts first and the other services right after it: wait for init to finish.
     wait_for(lambda: node.ssh("test -e /run/lab-booted").returncode == 0, 10, 0.2, "boot end")
     assert node.ssh("test -e /run/e2h-probe-started").returncode == 1
+
+
+def test_reassociated_elastic_ip_leaves_the_old_interface(launch, ec2):
+    # As on AWS: DescribeInstances no longer shows the EIP on the node it left (moto alone kept it).
+    first, second = launch("lab-eip-first", tagged=False), launch("lab-eip-second", tagged=False)
+    allocation = ec2.allocate_address(Domain="vpc")
+    try:
+        for node in (first, second):
+            ec2.associate_address(AllocationId=allocation["AllocationId"], InstanceId=node.id, AllowReassociation=True)
+        shown = {i["InstanceId"]: i.get("PublicIpAddress")
+                 for r in ec2.describe_instances(InstanceIds=[first.id, second.id])["Reservations"]
+                 for i in r["Instances"]}
+        assert shown == {first.id: None, second.id: allocation["PublicIp"]}
+    finally:
+        ec2.release_address(AllocationId=allocation["AllocationId"])
