@@ -261,7 +261,8 @@ def _stock_env(s: cluster.Settings, kind: str) -> str:
            "AWS_DEFAULT_REGION": s.info["region"]}
     if kind == "vip":
         env.update(OCF_RESKEY_ip=cluster.VIP, OCF_RESKEY_routing_table=",".join(s.route_tables),
-                   OCF_RESKEY_interface="eth0", OCF_RESKEY_region=s.info["region"])  # it finds the ENI by this link's MAC
+                   OCF_RESKEY_interface="eth0", OCF_RESKEY_region=s.info["region"],  # it finds the ENI by this link's MAC
+                   OCF_RESKEY_lookup_type="NetworkInterfaceId")  # our routes name the ENI, not the instance
     elif kind == "eip":
         env.update(OCF_RESKEY_elastic_ip=s.public_ip, OCF_RESKEY_allocation_id=s.allocation_id)
     else:
