@@ -45,8 +45,9 @@ def resolver_for(backend, instance) -> str:
 
 
 def spec_for(instance, backend) -> hosts.HostSpec:
+    # The ENIs' private IPs, and the link-local IMDS address the lab serves on the host's lo.
     keep = tuple(a["PrivateIpAddress"] for eni in instance.nics.values()
-                 for a in eni.private_ip_addresses)
+                 for a in eni.private_ip_addresses) + (topology.IMDS_ADDRESS,)
     return hosts.HostSpec(instance_id=instance.id, hostname=imds.host_name(instance),
                           private_ip=instance.private_ip, resolver=resolver_for(backend, instance),
                           keep_addresses=keep)

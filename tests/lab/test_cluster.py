@@ -69,11 +69,26 @@ def test_failover_fences_promotes_and_moves_every_endpoint(failover, pair):
     assert info.get(failover.failed) != "Promoted"
 
 
-def test_fenced_node_rejoins_as_standby(failover, pair):
-    role = failover_bench.rejoin(pair, failover.failed)
-    assert role == "Unpromoted"
+@pytest.fixture(scope="module")
+def rejoined(failover, pair) -> str:
+    """The fenced node brought back by playbooks/rejoin.yml; its role as Pacemaker reports it."""
+    return failover_bench.rejoin(pair, failover.failed)
+
+
+def test_fenced_node_rejoins_as_standby(failover, rejoined, pair):
+    assert rejoined == "Unpromoted"
     roles = failover_bench.pair_roles(pair)
     assert list(roles.values()).count("Promoted") == 1
     assert roles[failover.survivor] == "Promoted"
     assert cluster.instance_state(pair, failover.failed) == "running"
     assert failover_bench.who_serves("e2h-client", cluster.VIP) == failover.survivor
+
+
+def test_rejoined_node_takes_over_in_turn(failover, rejoined, pair):
+    # The rejoined node is a real standby: powering off the new primary fails over back to it,
+    # through the fence device that has to start on a node which was itself fenced.
+    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "the rejoined standby streaming in sync")
+    back = failover_bench.failover_once(pair)
+    assert back.failed == failover.survivor and back.survivor == failover.failed
+    assert back.missing == [] and back.acknowledged > 20
+    assert back.served_by == failover.failed

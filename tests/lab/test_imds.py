@@ -120,3 +120,14 @@ def test_identity_document_names_the_instance(two_nodes):
     document = json.loads(values(two_nodes[1], path)[path])
     assert document["instanceId"] == two_nodes[1].id
     assert document["region"] == "us-east-1"
+
+
+def test_imds_answers_after_a_stop_and_start(launch, ec2):
+    # fence_aws on a node that was itself fenced (stopped and started) asks IMDS first.
+    node = launch("imds-cycled")
+    node.wait_up()
+    ec2.stop_instances(InstanceIds=[node.id])
+    wait_for(lambda: not node.powered(), 10, 0.05, "power-off")
+    ec2.start_instances(InstanceIds=[node.id])
+    node.wait_up()
+    assert values(node, "meta-data/instance-id") == {"meta-data/instance-id": node.id}
