@@ -176,7 +176,6 @@ def test_hba_rejects_own_address_and_vip_and_admits_the_peer(server):
     assert admitted.stdout.count("|") == 3  # systemid|timeline|xlogpos|dbname (empty: physical)
 
 
-
 def test_standby_conninfo_authenticates_under_pacemakers_home(server):
     # Pacemaker starts PostgreSQL with root's HOME, so libpq would look for /root/.pgpass and the
     # walreceiver would fail with "no password supplied": primary_conninfo must name the passfile.
@@ -202,6 +201,7 @@ def test_standby_conninfo_authenticates_under_pacemakers_home(server):
     assert stream.stdout.count("|") == 3
     without = _as_postgres(*as_pacemaker, dsn.replace(f"passfile={passfile}", ""), "-c", "IDENTIFY_SYSTEM")
     assert "no password supplied" in without.stderr
+
 
 @pytest.fixture
 def pacemaker_stubs(tmp_path: Path):
