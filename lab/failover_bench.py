@@ -202,7 +202,6 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
     timeline = Timeline(failed=failed, survivor=survivor)
     window = writer.outage(at)
     timeline.outage = window[1] - window[0] if window else None
-    timeline.events["client"] = window[1] - at if window else None
     timeline.acknowledged = len(acked)
     timeline.present = len([seq for seq in acked if seq in present])
     timeline.missing = sorted(set(acked) - present)
@@ -215,9 +214,8 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
     timeline.failed_state_after = cluster.instance_state(s, failed)
     # Last: the endpoints seen from outside above may have moved after the client's writes resumed.
     events = log_events(s, survivor, failed, at)
-    client = timeline.events.get("client")
     timeline.events = {k: (v - at if v else None) for k, v in events.items()}
-    timeline.events["client"] = client
+    timeline.events["client"] = window[1] - at if window else None
     return timeline
 
 
@@ -350,14 +348,19 @@ PHASES = (("detection", None, "lost"), ("fencing", "lost", "fenced"), ("promotio
           ("VIP route", "promoted", "vip"), ("Elastic IP", "promoted", "eip"), ("DNS record", "promoted", "dns"))
 
 
+def _span(t: Timeline, since: Optional[str], until: str) -> Optional[float]:
+    """Seconds from event `since` (None: the power-off) to event `until`; None if either was not seen."""
+    start = 0.0 if since is None else t.events.get(since)
+    end = t.events.get(until)
+    return end - start if start is not None and end is not None else None
+
+
 def print_failover_summary(timelines: List[Timeline]) -> None:
     """Medians over the runs: each phase's own duration, and the client-observed outage."""
     label = f"median of {len(timelines)}" if len(timelines) > 1 else "single run"
     print(f"unplanned failover, {label} (seconds):")
     for name, since, until in PHASES:
-        spans = [t.events.get(until) - (t.events.get(since) if since else 0.0)
-                 if t.events.get(until) is not None and (since is None or t.events.get(since) is not None) else None
-                 for t in timelines]
+        spans = [_span(t, since, until) for t in timelines]
         print(f"  {name:<11} {fmt(median(spans)):>6}   {'power-off' if since is None else since} -> {until}")
     print(f"  {'client':<11} {fmt(median([t.outage for t in timelines])):>6}   "
           "write outage seen by the client (last acknowledged write before -> first after)")
