@@ -99,9 +99,8 @@ def _crm_mon(s: cluster.Settings) -> Optional[ET.Element]:
     return None
 
 
-def pair_roles(s: cluster.Settings) -> Dict[str, str]:
-    """{node: Promoted|Unpromoted|Stopped...} of the pgsqld clone, as crm_mon reports it."""
-    status = _crm_mon(s)
+def _roles(status: Optional[ET.Element]) -> Dict[str, str]:
+    """{node: Promoted|Unpromoted|Stopped...} of the pgsqld clone in crm_mon's XML."""
     if status is None:
         return {}
     return {node.get("name"): resource.get("role")
@@ -109,23 +108,22 @@ def pair_roles(s: cluster.Settings) -> Dict[str, str]:
             for node in resource.findall("node")}
 
 
-def node_attributes(s: cluster.Settings) -> Dict[str, Dict[str, str]]:
-    """{node: {attribute: value}} of the transient node attributes, as crm_mon reports them."""
-    status = _crm_mon(s)
-    if status is None:
-        return {}
-    return {node.get("name"): {a.get("name"): a.get("value") for a in node.findall("attribute")}
-            for node in status.findall("node_attributes/node")}
+def pair_roles(s: cluster.Settings) -> Dict[str, str]:
+    """The pgsqld clone's roles, as crm_mon on a reachable node reports them."""
+    return _roles(_crm_mon(s))
 
 
 def healthy(s: cluster.Settings) -> bool:
     """A promoted and an unpromoted PostgreSQL, the standby in sync and promotable: only then
-    does a failover promote it (the sync guard and PAF's score gate promotion, by design)."""
-    roles = pair_roles(s)
+    does a failover promote it (the sync guard and PAF's score gate promotion, by design).
+    Roles and node attributes come from one crm_mon call."""
+    status = _crm_mon(s)
+    roles = _roles(status)
     if sorted(roles.values()) not in (["Promoted", "Unpromoted"], ["Master", "Slave"]):
         return False
     standby = next(n for n, r in roles.items() if r in ("Unpromoted", "Slave"))
-    attrs = node_attributes(s).get(standby, {})
+    node = status.find(f"node_attributes/node[@name='{standby}']")
+    attrs = {a.get("name"): a.get("value") for a in node.findall("attribute")} if node is not None else {}
     return attrs.get("ec2ha-pgsql-sync") == "1" and int(attrs.get("master-pgsqld", "-1")) >= 0
 
 
