@@ -197,9 +197,26 @@ def share_region_lookups() -> None:
     boto3.session.Session.get_available_regions = get_available_regions
 
 
+# One lock for every moto app in the process: the HTTP and the TLS servers share moto's backends.
+_MOTO_LOCK = threading.Lock()
+
+
+def _one_request_at_a_time(app: Callable) -> Callable:
+    """moto 5.2.5 is not safe under concurrent requests. Some EC2 handlers (the first
+    CreateVpcPeeringConnection, DescribeKeyPairs) add keys to a response-transformer dict shared by
+    every EC2 response while other requests iterate it: "dictionary changed size during iteration",
+    an HTML 500 that botocore reports as an unparsable response. The lab's data plane polls moto
+    while the API is written, so it met that 500. Requests are served one at a time, the body read
+    while the lock is held; each takes milliseconds."""
+    def serialized(environ, start_response):
+        with _MOTO_LOCK:
+            return list(app(environ, start_response))
+    return serialized
+
+
 def _moto_app():
     from moto.server import DomainDispatcherApplication, create_backend_app
-    return DomainDispatcherApplication(create_backend_app)
+    return _one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
 
 
 def _quiet_handler():

@@ -3,6 +3,11 @@
 
     moto_server.py start STATE_DIR   -> prints the endpoint URL; writes STATE_DIR/moto.pid, moto.url
     moto_server.py stop STATE_DIR    -> stops the process named in STATE_DIR/moto.pid
+    moto_server.py serve PORT        -> the server process itself (what `start` runs)
+
+The server is the lab daemon's moto app (lab.control.start_moto), not moto's own `moto_server`
+command: the lab's app serves one request at a time, which moto 5.2.5 needs (see
+lab.control._one_request_at_a_time), and the tests then meet the moto the lab runs.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -30,7 +38,7 @@ def start(state: Path) -> str:
     port = free_port()
     log = open(state / "moto.log", "ab")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, str(Path(__file__).resolve()), "serve", str(port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -65,10 +73,27 @@ def stop(state: Path) -> None:
     pidfile.unlink()
 
 
+def serve(port: int) -> None:
+    """Serve moto on 127.0.0.1:port until SIGTERM or SIGINT."""
+    sys.path.insert(0, str(REPO))
+    from lab import control
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *args: stopping.set())
+    signal.signal(signal.SIGINT, lambda *args: stopping.set())
+    control.share_region_lookups()
+    server = control.start_moto("127.0.0.1", port)
+    print(f"moto on http://127.0.0.1:{server.server_address[1]}, pid {os.getpid()}", flush=True)
+    stopping.wait()
+    control.stop_server(server)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop", "serve"):
         raise SystemExit(__doc__)
     if sys.argv[1] == "start":
         print(start(Path(sys.argv[2])))
+    elif sys.argv[1] == "serve":
+        serve(int(sys.argv[2]))
     else:
         stop(Path(sys.argv[2]))
