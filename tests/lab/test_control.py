@@ -69,4 +69,3 @@ def test_moto_serves_one_request_at_a_time(endpoint: str, monkeypatch: pytest.Mo
         thread.join(timeout=30)
     assert len(answers) == CALLERS
     assert most[0] == 1, f"{most[0]} requests were inside moto at once"
-
