@@ -121,11 +121,21 @@ def install_power_hooks(notify: Callable[[], None]) -> None:
     Instance.start = hooked(Instance.start, lambda s: s not in ("running", "pending"))
     Instance.stop = hooked(Instance.stop, lambda s: s in ("running", "pending"))
     Instance.reboot = hooked(Instance.reboot, lambda s: s == "running")
-    Instance.terminate = _releasing_ips(hooked(Instance.terminate, lambda s: s != "terminated"))
+    Instance.terminate = hooked(Instance.terminate, lambda s: s != "terminated")
     Instance._lab_hooked = True
 
 
-def fix_eip_reassociation() -> None:
+# ---------------------------------------------------------------- moto corrections
+
+def install_moto_fixes() -> None:
+    """Where moto 5.2.5 differs from AWS in ways the lab's users would meet, it is corrected here,
+    once per process. Every moto app the lab makes installs them, so the daemon's moto and the tests'
+    moto (tests/support/moto_server.py) both have them."""
+    _free_ips_on_terminate()
+    _clear_eip_from_the_old_interface()
+
+
+def _clear_eip_from_the_old_interface() -> None:
     """AWS takes an Elastic IP off the ENI it leaves; moto 5.2.5 re-associates it without clearing
     the old ENI's public IP, so DescribeInstances showed it on both nodes (and the stock awseip
     agent, which greps DescribeInstances, thought it already held the address)."""
@@ -149,17 +159,25 @@ def fix_eip_reassociation() -> None:
     ElasticAddressBackend.associate_address = associate_address
 
 
-def _releasing_ips(terminate: Callable) -> Callable:
+def _free_ips_on_terminate() -> None:
     """AWS frees a terminated instance's private IPs; moto 5.2.5 frees them only when the Instance
     object is garbage collected, which never happens while it is listed as terminated, so a
     pair built again on the same fixed addresses failed with "IP already in use"."""
-    def wrapper(self, *args, **kwargs):
-        result = terminate(self, *args, **kwargs)
+    from moto.ec2.models.instances import Instance
+
+    original = Instance.terminate
+    if getattr(original, "_lab_fixed", False):
+        return
+
+    def terminate(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
         subnet = self.ec2_backend.get_subnet(self.subnet_id) if self.subnet_id else None
         for ip in getattr(self, "_private_ips", ()) if subnet else ():
             subnet.del_subnet_ip(ip)
         return result
-    return wrapper
+
+    terminate._lab_fixed = True
+    Instance.terminate = terminate
 
 
 def _notifying(original: Callable, notify: Callable[[], None]) -> Callable:
@@ -216,6 +234,7 @@ def _one_request_at_a_time(app: Callable) -> Callable:
 
 def _moto_app():
     from moto.server import DomainDispatcherApplication, create_backend_app
+    install_moto_fixes()
     return _one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
 
 

@@ -156,7 +156,6 @@ def main() -> int:
         ssh_key, public_key = ensure_ssh_key()
         hv = hypervisor.Hypervisor(ca_crt.read_bytes(), public_key, ssh_key)
         control.install_power_hooks(hv.wake.set)
-        control.fix_eip_reassociation()
         moto = control.start_moto()
         servers.append(moto)
         endpoint = f"http://127.0.0.1:{moto.server_address[1]}"
