@@ -45,6 +45,8 @@ def main(argv: list[str]) -> int:
         timeline = failover_bench.failover_once(settings)
         for line in timeline.lines():
             print("  " + line)
+        holders = cluster.endpoint_holders(settings)
+        print("  AWS, as endpoint_info reads it: " + ", ".join(f"{k} on {v}" for k, v in holders.items()))
 
         step(f"{timeline.failed} is started again and rejoins (playbooks/rejoin.yml)")
         timeline.rejoined_as = failover_bench.rejoin(settings, timeline.failed)
@@ -53,6 +55,7 @@ def main(argv: list[str]) -> int:
         ok = (not timeline.missing and timeline.served_by == timeline.survivor
               and timeline.eip_serves == timeline.survivor
               and timeline.dns_answer == [cluster.node_address(timeline.survivor)]
+              and set(holders.values()) == {timeline.survivor}
               and list(roles.values()).count("Promoted") == 1)
         print("\nresult: " + ("every acknowledged row present, all three endpoints on the new primary"
                               if ok else "NOT all checks passed (see above)"))

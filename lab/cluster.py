@@ -232,6 +232,24 @@ def node_instances(s: Settings) -> Dict[str, dict]:
     return found
 
 
+def endpoint_holders(s: Settings) -> Dict[str, Optional[str]]:
+    """{"vip", "eip", "dns": node name} as the collection's endpoint_info reads AWS (moto); None
+    where the endpoint is split across the nodes, unheld, or held by something else."""
+    if str(COLLECTIONS) not in sys.path:        # made by `make collection`
+        sys.path.insert(0, str(COLLECTIONS))
+    from ansible_collections.ec2ha.cluster.plugins.module_utils import aws, endpoint_info
+
+    session = aws.AwsSession(aws.ConnectionSettings(
+        access_key=s.info["aws_access_key_id"], secret_key=s.info["aws_secret_access_key"],
+        region=s.info["region"], endpoint_url=s.info["endpoint_url"]))
+    found = endpoint_info.report(session, endpoint_info.Endpoints(
+        cluster=CLUSTER, vip=VIP, route_tables=s.route_tables, allocation_id=s.allocation_id,
+        zone=ZONE.rstrip("."), record=RECORD.rstrip(".")))
+    names = {inst["InstanceId"]: name for name, inst in node_instances(s).items()}
+    return {kind: names.get(found["holders"][key]) for kind, key in
+            (("vip", "vip_route"), ("eip", "elastic_ip"), ("dns", "dns_record"))}
+
+
 def ssh(s: Settings, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(["ssh", "-F", s.info["ssh_config"], "-o", "ConnectTimeout=3",
                            "-o", "BatchMode=yes", address, command],

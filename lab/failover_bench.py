@@ -270,27 +270,6 @@ def _stock_env(s: cluster.Settings, kind: str) -> str:
 STOCK_AGENTS = {"vip": "aws-vpc-move-ip", "eip": "awseip", "dns": "aws-vpc-route53"}
 
 
-def endpoint_holder(s: cluster.Settings, kind: str) -> Optional[str]:
-    """Which node AWS (moto) says holds the endpoint: every VIP route, the EIP, or the record."""
-    nodes = cluster.node_instances(s)
-    by_eni = {i["NetworkInterfaces"][0]["NetworkInterfaceId"]: n for n, i in nodes.items()}
-    by_ip = {i["PrivateIpAddress"]: n for n, i in nodes.items()}
-    if kind == "vip":
-        tables = s.client("ec2").describe_route_tables(RouteTableIds=s.route_tables)["RouteTables"]
-        holders = {by_eni.get(r.get("NetworkInterfaceId")) for t in tables for r in t["Routes"]
-                   if r.get("DestinationCidrBlock") == f"{cluster.VIP}/32"}
-    elif kind == "eip":
-        address = s.client("ec2").describe_addresses(AllocationIds=[s.allocation_id])["Addresses"][0]
-        holders = {by_eni.get(address.get("NetworkInterfaceId"))}
-    else:
-        sets = s.client("route53").list_resource_record_sets(
-            HostedZoneId=s.zone_id, StartRecordName=cluster.RECORD, StartRecordType="A", MaxItems="1")
-        values = [r["Value"] for rs in sets["ResourceRecordSets"] if rs["Name"] == cluster.RECORD
-                  for r in rs.get("ResourceRecords", [])]
-        holders = {by_ip.get(v) for v in values} or {None}
-    return holders.pop() if len(holders) == 1 else None
-
-
 def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, List[Optional[float]]]]:
     """Start time of each endpoint agent, ours and the stock one, each moving the endpoint from
     the primary to the standby, in maintenance mode (Pacemaker neither monitors nor reacts).
@@ -308,7 +287,7 @@ def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, Lis
     results: Dict[str, Dict[str, List[Optional[float]]]] = {k: {"ours": [], "stock": []} for k in STOCK_AGENTS}
 
     def moved(seconds: Optional[float], kind: str) -> Optional[float]:
-        return seconds if seconds is not None and endpoint_holder(s, kind) == standby else None
+        return seconds if seconds is not None and cluster.endpoint_holders(s)[kind] == standby else None
 
     try:
         for _round in range(rounds):

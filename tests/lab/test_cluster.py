@@ -61,6 +61,8 @@ def test_failover_fences_promotes_and_moves_every_endpoint(failover, pair):
     assert failover.served_by == survivor                       # VIP route
     assert failover.eip_serves == survivor                      # Elastic IP from the internet
     assert failover.dns_answer == [cluster.node_address(survivor)]   # record, from on premises
+    # What AWS says, read by the collection's endpoint_info, agrees with where the packets went.
+    assert cluster.endpoint_holders(pair) == {"vip": survivor, "eip": survivor, "dns": survivor}
     for event in ("lost", "fenced", "promoted", "vip", "eip", "dns"):
         assert failover.events[event] is not None, f"{event} not seen in the survivor's log"
     assert failover.events["fenced"] <= failover.events["promoted"] <= failover.events["vip"]
