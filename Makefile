@@ -11,7 +11,7 @@ export PATH := $(VENV)/bin:$(PATH)
 help:
 	@echo "make demo       - the lab: site.yml builds the pair, the primary is powered off under client writes, timeline"
 	@echo "make test       - every test: unit, integration (moto), sanity, lint, tarball, lab"
-	@echo "make bench      - lab figures, then medians of 3 unplanned failovers and agent starts vs the stock agents"
+	@echo "make bench      - lab figures, medians of 3 unplanned failovers, a lost standby, agent starts vs the stock agents"
 	@echo "make demo-moto  - moto only: two nodes, all three endpoints moved and back with the modules"
 
 venv: $(STAMP)
@@ -62,7 +62,7 @@ lab-bench: venv
 
 bench: collection
 	$(PY) -m lab bench
-	$(PY) -m lab.failover_bench 3 --agents 3
+	$(PY) -m lab.failover_bench 3 --standby-loss --agents 3
 
 demo: collection
 	$(PY) demo/cluster_demo.py

@@ -217,6 +217,89 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
     return timeline
 
 
+SYNC_ATTRIBUTE = "ec2ha-pgsql-sync"            # the role's replication_sync_attribute
+STATUS_ATTRIBUTE = "ec2ha-pgsql-replication"    # the role's replication_status_attribute
+
+
+@dataclass
+class StandbyLoss:
+    """The standby powered off under client writes: the primary stays the only writer, commits
+    wait until the lost standby is fenced, then the primary degrades and acknowledges alone."""
+
+    primary: str
+    standby: str
+    stall: Optional[float] = None        # longest gap between two acknowledged writes after the power-off
+    status: Optional[str] = None         # the sync guard's published state while the standby is down
+    standby_sync: Optional[str] = None   # the standby's sync attribute then (0: never promoted)
+    roles: Dict[str, str] = field(default_factory=dict)
+    servers: List[str] = field(default_factory=list)    # who acknowledged the writes after the power-off
+    failed_writes: int = 0
+    acknowledged: int = 0
+    missing: List[int] = field(default_factory=list)
+    status_after_rejoin: Optional[str] = None
+    events: Dict[str, Optional[float]] = field(default_factory=dict)   # seconds after the power-off
+
+    def lines(self) -> List[str]:
+        ev = " / ".join(f"{k} {v:.1f}" if v is not None else f"{k} ?" for k, v in self.events.items())
+        return [
+            f"powered off: {self.standby} (the standby); primary: {self.primary}",
+            f"after power-off (s): {ev}",
+            f"longest wait for a commit: {fmt(self.stall)} s",
+            f"replication status then: {self.status}; {self.standby} sync attribute {self.standby_sync}",
+            f"writes after the power-off acknowledged by: {', '.join(self.servers) or '-'}; "
+            f"failed writes {self.failed_writes}",
+            f"rows acknowledged {self.acknowledged}, acknowledged but missing {len(self.missing)}",
+            f"after {self.standby} rejoined: replication status {self.status_after_rejoin}",
+        ]
+
+
+def node_attribute(s: cluster.Settings, on: str, node: str, name: str, lifetime: str) -> Optional[str]:
+    """A node attribute as Pacemaker stores it (crm_attribute, asked on node `on`); None if unset."""
+    out = cluster.ssh(s, cluster.node_address(on),
+                      f"crm_attribute -N {node} -n {name} -l {lifetime} -G -q", timeout=15)
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> StandbyLoss:
+    """Power off the standby under client writes, watch the primary degrade and go on writing,
+    then rejoin the standby (playbooks/rejoin.yml) and wait until it is in sync again."""
+    primary = cluster.promoted_node(s)
+    if primary is None:
+        raise RuntimeError("no promoted PostgreSQL in the lab cluster")
+    standby = next(node[0] for node in cluster.NODES if node[0] != primary)
+    loss = StandbyLoss(primary=primary, standby=standby)
+    cluster.prepare_table(s, primary)
+    start = int(time.time() * 1000) * 100
+    with cluster.Writer(start=start) as writer:
+        cluster.wait_for(lambda: len(writer.acknowledged()) >= warmup, 60, 0.2,
+                         "the client's first writes through the VIP")
+        at = time.time()
+        cluster.stop_instance(s, standby)
+        cluster.wait_for(lambda: node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot") == "degraded",
+                         settle, 0.5, f"{primary} to report its replication degraded")
+        degraded = time.time()
+        cluster.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > degraded]) >= 5,
+                         30, 0.2, "writes acknowledged by the degraded primary")
+        loss.status = node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot")
+        loss.standby_sync = node_attribute(s, primary, standby, SYNC_ATTRIBUTE, "forever")
+        loss.roles = pair_roles(s)
+    after = [w for w in writer.snapshot() if w.t1 >= at]
+    acks = sorted(w.t1 for w in writer.snapshot() if w.ok)
+    gaps = [(b - a, b) for a, b in zip(acks, acks[1:]) if b >= at]
+    loss.stall, resumed = max(gaps) if gaps else (None, None)
+    seen = log_events(s, primary, standby, at)
+    loss.events = {"lost": seen["lost"], "fenced": seen["fenced"], "writes resumed": resumed}
+    loss.events = {k: (v - at if v else None) for k, v in loss.events.items()}
+    loss.servers = sorted({w.server for w in after if w.ok})
+    loss.failed_writes = len([w for w in after if not w.ok])
+    acked = writer.acknowledged()
+    loss.acknowledged = len(acked)
+    loss.missing = sorted(set(acked) - cluster.rows_present(s))
+    rejoin(s, standby)
+    loss.status_after_rejoin = node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot")
+    return loss
+
+
 def poll(predicate, timeout: float):
     """The predicate's first truthy value within timeout, else None (recorded, not raised)."""
     try:
@@ -346,11 +429,13 @@ def print_failover_summary(timelines: List[Timeline]) -> None:
 
 
 def main(argv: List[str]) -> int:
-    """[RUNS] unplanned failovers (default 1), then --agents ROUNDS of the agent start bench.
+    """[RUNS] unplanned failovers (default 1), then with --standby-loss one loss of the standby,
+    then --agents ROUNDS of the agent start bench.
     The lab is taken down at the end if this run brought it up."""
     from lab import cli      # only here: the rest needs nothing but lab.json
     runs = int(argv[0]) if argv and argv[0].isdigit() else 1
     agent_rounds = int(argv[argv.index("--agents") + 1]) if "--agents" in argv else 0
+    standby_runs = "--standby-loss" in argv
     brought_up = not cli.lab_info()
     try:
         s = ensure_cluster()
@@ -364,6 +449,10 @@ def main(argv: List[str]) -> int:
             print("\n".join(t.lines()), flush=True)
         if timelines:
             print_failover_summary(timelines)
+        if standby_runs:
+            cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the standby is lost")
+            print("--- standby lost under writes")
+            print("\n".join(standby_loss_once(s).lines()), flush=True)
         if agent_rounds:
             cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the agent bench")
             print_agent_bench(agent_bench(s, agent_rounds))

@@ -86,6 +86,28 @@ def test_fenced_node_rejoins_as_standby(failover, rejoined, pair):
     assert failover_bench.who_serves("e2h-client", cluster.VIP) == failover.survivor
 
 
+@pytest.fixture(scope="module")
+def standby_lost(rejoined, pair):
+    """The standby powered off under writes, then rejoined (the pair is healthy again after)."""
+    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "the rejoined standby streaming in sync")
+    return failover_bench.standby_loss_once(pair)
+
+
+def test_lost_standby_leaves_one_primary_writing_alone(standby_lost, capsys):
+    with capsys.disabled():                    # the figures show without -s
+        print("\nstandby lost under writes:\n  " + "\n  ".join(standby_lost.lines()))
+    assert standby_lost.status == "degraded"               # reported as such, in crm_mon -A
+    assert standby_lost.standby_sync == "0"                 # behind: never promoted automatically
+    assert standby_lost.servers == [standby_lost.primary]   # one writer throughout
+    assert list(standby_lost.roles.values()).count("Promoted") == 1
+    assert standby_lost.failed_writes == 0                  # commits waited, none was refused
+    assert standby_lost.acknowledged > 20 and standby_lost.missing == []
+
+
+def test_returning_standby_brings_synchronous_replication_back(standby_lost):
+    assert standby_lost.status_after_rejoin == "sync"
+
+
 def test_rejoined_node_takes_over_in_turn(failover, rejoined, pair):
     # The rejoined node is a real standby: powering off the new primary fails over back to it,
     # through the fence device that has to start on a node which was itself fenced.
