@@ -215,8 +215,9 @@ def share_region_lookups() -> None:
     boto3.session.Session.get_available_regions = get_available_regions
 
 
-# One lock for every moto app in the process: the HTTP and the TLS servers share moto's backends.
-_MOTO_LOCK = threading.Lock()
+# One lock for every moto app in the process: the HTTP and the TLS servers share moto's backends;
+# the hosts' IMDS holds it too while it reads them.
+MOTO_LOCK = threading.Lock()
 
 
 def _one_request_at_a_time(app: Callable) -> Callable:
@@ -227,7 +228,7 @@ def _one_request_at_a_time(app: Callable) -> Callable:
     while the API is written, so it met that 500. Requests are served one at a time, the body read
     while the lock is held; each takes milliseconds."""
     def serialized(environ, start_response):
-        with _MOTO_LOCK:
+        with MOTO_LOCK:
             return list(app(environ, start_response))
     return serialized
 

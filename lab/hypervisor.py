@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator
 
-from lab import hosts, imds, topology
+from lab import control, hosts, imds, topology
 
 RUNNING = ("pending", "running")
 TERMINATED = ("shutting-down", "terminated")
@@ -135,7 +135,9 @@ class Hypervisor:
     def _ensure_imds(self, instance_id: str) -> None:
         """The host's IMDS lives in its namespace across power cycles; made once per host."""
         if instance_id not in self.imds:
-            self.imds[instance_id] = imds.ImdsServer(instance_id, self.find)
+            # Read under moto's request lock: a RunInstances landing meanwhile would change the
+            # dicts find() and the metadata walk iterate.
+            self.imds[instance_id] = imds.ImdsServer(instance_id, self.find, control.MOTO_LOCK)
 
     def _died(self, host: hosts.Host, instance, backend) -> None:
         host.process = None

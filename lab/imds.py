@@ -8,12 +8,13 @@ or an EIP re-associated shows at once). Every metadata request needs a token fro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, ContextManager
 
 from lab import hosts, topology
 
@@ -127,9 +128,10 @@ class TokenStore:
             return token is not None and self._tokens.get(token, 0) > time.monotonic()
 
 
-def make_handler(instance_id: str, find: Callable[[str], tuple | None],
-                 tokens: TokenStore) -> type[BaseHTTPRequestHandler]:
-    """A request handler bound to one instance; `find(id)` -> (instance, backend) or None."""
+def make_handler(instance_id: str, find: Callable[[str], tuple | None], tokens: TokenStore,
+                 reading: ContextManager = contextlib.nullcontext()) -> type[BaseHTTPRequestHandler]:
+    """A request handler bound to one instance; `find(id)` -> (instance, backend) or None.
+    `reading` is held while moto's backends are read (the lab passes moto's request lock)."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "EC2ws"
@@ -162,21 +164,23 @@ def make_handler(instance_id: str, find: Callable[[str], tuple | None],
         def do_GET(self) -> None:
             if not tokens.valid(self.headers.get(TOKEN_HEADER)):
                 return self._reply(401, "Unauthorized")
+            with reading:
+                answer = self._answer(self.path.split("?", 1)[0])
+            self._reply(*answer)
+
+        def _answer(self, path: str) -> tuple:
+            """(code, body[, content type]) for a metadata path, read from moto's backends."""
             found = find(instance_id)
             if found is None:
-                return self._reply(404, "Not Found")
+                return 404, "Not Found"
             instance, backend = found
-            path = self.path.split("?", 1)[0]
             if path.rstrip("/") == "/latest/dynamic/instance-identity/document":
-                return self._reply(200, json.dumps(identity_document(instance, backend), indent=2),
-                                   "application/json")
+                return 200, json.dumps(identity_document(instance, backend), indent=2), "application/json"
             prefix = "/latest/meta-data"
             if not path.startswith(prefix):
-                return self._reply(404, "Not Found")
+                return 404, "Not Found"
             value = lookup(metadata_tree(instance, backend), path[len(prefix):])
-            if value is None:
-                return self._reply(404, "Not Found")
-            self._reply(200, value)
+            return (404, "Not Found") if value is None else (200, value)
 
     return Handler
 
@@ -184,12 +188,13 @@ def make_handler(instance_id: str, find: Callable[[str], tuple | None],
 class ImdsServer:
     """IMDS of one host: a threaded HTTP server on a socket inside the host's namespace."""
 
-    def __init__(self, instance_id: str, find: Callable[[str], tuple | None]) -> None:
+    def __init__(self, instance_id: str, find: Callable[[str], tuple | None],
+                 reading: ContextManager = contextlib.nullcontext()) -> None:
         netns = topology.host_netns(instance_id)
         hosts.run(["ip", "-n", netns, "addr", "replace", f"{topology.IMDS_ADDRESS}/32",
                    "dev", "lo"])
         sock = hosts.listen_in_netns(netns, topology.IMDS_ADDRESS, 80)
-        handler = make_handler(instance_id, find, TokenStore())
+        handler = make_handler(instance_id, find, TokenStore(), reading)
         self.server = ThreadingHTTPServer((topology.IMDS_ADDRESS, 80), handler,
                                           bind_and_activate=False)
         self.server.socket.close()
