@@ -97,6 +97,9 @@ def test_lost_standby_leaves_one_primary_writing_alone(standby_lost, capsys):
     with capsys.disabled():                    # the figures show without -s
         print("\nstandby lost under writes:\n  " + "\n  ".join(standby_lost.lines()))
     assert standby_lost.status == "degraded"               # reported as such, in crm_mon -A
+    # Commits waited until the lost standby was fenced: it never saw its 0 (issue found here).
+    fenced, resumed = standby_lost.events["fenced"], standby_lost.events["writes resumed"]
+    assert fenced is not None and resumed is not None and resumed >= fenced, standby_lost.events
     assert standby_lost.standby_sync == "0"                 # behind: never promoted automatically
     assert standby_lost.servers == [standby_lost.primary]   # one writer throughout
     assert list(standby_lost.roles.values()).count("Promoted") == 1

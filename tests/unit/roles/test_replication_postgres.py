@@ -205,9 +205,11 @@ def test_standby_conninfo_authenticates_under_pacemakers_home(server):
 
 @pytest.fixture
 def pacemaker_stubs(tmp_path: Path):
-    """crm_mon / crm_attribute stand-ins: membership from a file, attribute
-    writes logged with the synchronous_standby_names in force at that moment."""
-    def make(server, bravo: str) -> Path:
+    """crm_mon / crm_attribute / corosync-quorumtool stand-ins: membership as given,
+    attribute writes logged with the synchronous_standby_names in force at that
+    moment. With reform_on_write, writing bravo's attribute re-forms the corosync
+    ring without bravo first (what a CIB update held back by a lost peer meets)."""
+    def make(server, bravo: str, reform_on_write: bool = False) -> Path:
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir()
         online, unclean = {"member": ("true", "false"), "clean": ("false", "false"),
@@ -217,9 +219,16 @@ def pacemaker_stubs(tmp_path: Path):
             '<node name="alpha" id="1" online="true" unclean="false"/>'
             f'<node name="bravo" id="2" online="{online}" unclean="{unclean}"/>'
             "</nodes></pacemaker-result>\nEOF\n")
+        ring = tmp_path / "ring.txt"
+        ring.write_text("Ring ID:          1.2d\n\nMembership information\n----------------------\n"
+                        "    Nodeid      Votes Name\n         1          1 alpha (local)\n"
+                        "         2          1 bravo\n")
+        (bin_dir / "corosync-quorumtool").write_text(f"#!/bin/sh\ncat {ring}\n")
+        reform = (f"case \"$*\" in *'--node bravo'*--update*) sed -i -e 's/1.2d/1.2e/' -e '/ bravo$/d' {ring};; esac\n"
+                  if reform_on_write else "")
         (bin_dir / "crm_attribute").write_text(
-            "#!/bin/sh\ncase \"$*\" in *--query*) exit 6;; esac\n"
-            f"ssn=$(runuser -u postgres -- psql -XAtq -h {server.sock} -p {server.port} -d postgres "
+            "#!/bin/sh\ncase \"$*\" in *--query*) exit 6;; esac\n" + reform
+            + f"ssn=$(runuser -u postgres -- psql -XAtq -h {server.sock} -p {server.port} -d postgres "
             "-c 'SHOW synchronous_standby_names')\n"
             f"echo \"$* ssn=$ssn\" >> {tmp_path}/attr.log\n")
         for f in bin_dir.iterdir():
@@ -266,10 +275,32 @@ def test_guard_waits_for_fencing_while_the_standby_node_is_unclean(server, pacem
         write.wait(timeout=30)
 
 
-def test_guard_degrades_and_releases_the_waiting_commit(server, pacemaker_stubs, tmp_path):
+def test_guard_keeps_commits_waiting_when_the_ring_reformed_under_the_write(server, pacemaker_stubs, tmp_path):
+    # The peer looked a member, but the ring re-formed without it while its 0 was written:
+    # it may never have seen the 0, so the commit waits for fencing.
     write = _blocked_write(server)
     try:
-        result = _guard(server, pacemaker_stubs(server, "clean"))
+        result = _guard(server, pacemaker_stubs(server, "member", reform_on_write=True))
+        assert result.returncode == 0, result.stderr
+        assert "replication state: waiting-for-fencing" in result.stderr
+        assert server.psql("SHOW synchronous_standby_names").stdout.strip() == 'ANY 1 ("bravo")'
+        with pytest.raises(subprocess.TimeoutExpired):
+            write.wait(timeout=1)
+        log = (tmp_path / "attr.log").read_text()
+        assert "--node bravo --name ec2ha-pgsql-sync --lifetime forever --update 0" in log
+    finally:
+        server.psql("ALTER SYSTEM RESET synchronous_standby_names")
+        server.psql("SELECT pg_reload_conf()")
+        write.wait(timeout=30)
+
+
+@pytest.mark.parametrize("bravo", ["clean", "member"])
+def test_guard_degrades_and_releases_the_waiting_commit(server, pacemaker_stubs, tmp_path, bravo):
+    # clean: the standby node is stopped or fenced; member: its PostgreSQL is gone, the node
+    # is up and in the same ring before and after the 0 is written.
+    write = _blocked_write(server)
+    try:
+        result = _guard(server, pacemaker_stubs(server, bravo))
         assert result.returncode == 0, result.stderr
         assert "replication state: degraded" in result.stderr
         assert write.wait(timeout=30) == 0  # released: the primary keeps accepting writes

@@ -70,6 +70,69 @@ def test_lost_unfenced_standby_keeps_commits_waiting():
     assert decide(membership=None, row=None).status == "waiting-for-fencing"
 
 
+RING = ("1.2d", frozenset({"alpha", "bravo"}))
+
+
+@pytest.mark.parametrize("membership, after, safe", [
+    ("member", RING, True),                                      # same ring, bravo in it: it got the 0
+    ("member", ("1.2e", frozenset({"alpha"})), False),           # re-formed without bravo under the write
+    ("member", ("1.2e", frozenset({"alpha", "bravo"})), False),  # re-formed: bravo may have missed it
+    ("member", ("1.2d", frozenset({"alpha"})), False),           # bravo not listed by corosync
+    ("clean", ("1.2e", frozenset({"alpha"})), True),             # stopped or fenced: nothing to tell it
+])
+def test_degrade_is_confirmed_only_when_the_peer_got_its_zero(membership, after, safe):
+    assert GUARD.confirm_degrade(["bravo"], {"bravo": membership}, RING, after) is safe
+
+
+QUORUMTOOL = """Quorum information
+------------------
+Date:             Fri Nov 27 12:16:44 2026
+Quorum provider:  corosync_votequorum
+Nodes:            2
+Node ID:          1
+Ring ID:          1.2d
+Quorate:          Yes
+
+Votequorum information
+----------------------
+Expected votes:   2
+Highest expected: 2
+Total votes:      2
+Quorum:           1
+Flags:            2Node Quorate WaitForAll
+
+Membership information
+----------------------
+    Nodeid      Votes Name
+         1          1 pg1 (local)
+         2          1 pg2
+"""
+
+
+@pytest.mark.parametrize("output, status, expected", [
+    (QUORUMTOOL, 0, ("1.2d", frozenset({"pg1", "pg2"}))),       # corosync 3.1's own words, from a lab node
+    (QUORUMTOOL.replace("Quorate:          Yes", "Quorate:          No").replace("         2          1 pg2\n", ""),
+     2, ("1.2d", frozenset({"pg1"}))),                          # the exit status tells quorum, not failure
+])
+def test_ring_reads_corosync_quorumtool(tmp_path, monkeypatch, output, status, expected):
+    tool = tmp_path / "corosync-quorumtool"
+    tool.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}EOF\nexit {status}\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
+    assert GUARD.Cluster(args).ring() == expected
+
+
+def test_ring_without_corosync_is_no_decision(tmp_path, monkeypatch):
+    tool = tmp_path / "corosync-quorumtool"
+    tool.write_text("#!/bin/sh\necho 'Cannot initialize QUORUM service' >&2\nexit 1\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
+    with pytest.raises(ValueError, match="Cannot initialize QUORUM service"):
+        GUARD.Cluster(args).ring()
+
+
 def test_async_never_waits_and_reports_streaming():
     assert decide(mode="async", ssn=SYNC).actions == [("ssn", "")]
     plan = decide(mode="async", ssn="", row=None)
