@@ -216,8 +216,9 @@ def share_region_lookups() -> None:
 
 
 # One lock for every moto app in the process: the HTTP and the TLS servers share moto's backends;
-# the hosts' IMDS holds it too while it reads them.
-MOTO_LOCK = threading.Lock()
+# the hypervisor and the hosts' IMDS hold it too while they read them (reentrant: IMDS reads
+# through the hypervisor's lab_instances()).
+MOTO_LOCK = threading.RLock()
 
 
 def _one_request_at_a_time(app: Callable) -> Callable:

@@ -16,7 +16,6 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Iterator
 
 from lab import control, hosts, imds, topology
 
@@ -26,16 +25,16 @@ SSH_CONFIG = topology.STATE_DIR / "ssh_config"
 INVENTORY = topology.STATE_DIR / "inventory.yml"
 
 
-def lab_instances() -> Iterator[tuple[object, object]]:
-    """(instance, backend) for every instance tagged as a lab host, in every account/region."""
+def lab_instances() -> list[tuple[object, object]]:
+    """(instance, backend) for every instance tagged as a lab host, in every account/region.
+    Read under moto's request lock: a RunInstances landing meanwhile would change the dicts."""
     from moto.ec2.models import ec2_backends
 
-    for account in list(ec2_backends.values()):
-        for backend in list(account.values()):
-            for reservation in list(backend.reservations.values()):
-                for instance in list(reservation.instances):
-                    if imds._tags(instance).get(topology.LAB_HOST_TAG) == "true":
-                        yield instance, backend
+    with control.MOTO_LOCK:
+        return [(instance, backend)
+                for account in ec2_backends.values() for backend in account.values()
+                for reservation in backend.reservations.values() for instance in reservation.instances
+                if imds._tags(instance).get(topology.LAB_HOST_TAG) == "true"]
 
 
 def resolver_for(backend, instance) -> str:
@@ -84,8 +83,6 @@ class Hypervisor:
             try:
                 self.reconcile()
                 last_error = ""
-            except RuntimeError:      # moto's dicts changed under the iteration: next round
-                self.wake.set()
             except Exception as exc:  # one bad host must not stop the others: log it once
                 if repr(exc) != last_error:
                     traceback.print_exc()
@@ -135,8 +132,7 @@ class Hypervisor:
     def _ensure_imds(self, instance_id: str) -> None:
         """The host's IMDS lives in its namespace across power cycles; made once per host."""
         if instance_id not in self.imds:
-            # Read under moto's request lock: a RunInstances landing meanwhile would change the
-            # dicts find() and the metadata walk iterate.
+            # The metadata walk reads moto's dicts too: under the same lock as lab_instances().
             self.imds[instance_id] = imds.ImdsServer(instance_id, self.find, control.MOTO_LOCK)
 
     def _died(self, host: hosts.Host, instance, backend) -> None:
