@@ -287,9 +287,8 @@ def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90)
     acks = sorted(w.t1 for w in writer.snapshot() if w.ok)
     gaps = [(b - a, b) for a, b in zip(acks, acks[1:]) if b >= at]
     loss.stall, resumed = max(gaps) if gaps else (None, None)
-    seen = log_events(s, primary, standby, at)
-    loss.events = {"lost": seen["lost"], "fenced": seen["fenced"], "writes resumed": resumed}
-    loss.events = {k: (v - at if v else None) for k, v in loss.events.items()}
+    seen = dict(log_events(s, primary, standby, at), **{"writes resumed": resumed})
+    loss.events = {k: (seen[k] - at if seen[k] else None) for k in ("lost", "fenced", "writes resumed")}
     loss.servers = sorted({w.server for w in after if w.ok})
     loss.failed_writes = len([w for w in after if not w.ok])
     acked = writer.acknowledged()
@@ -435,7 +434,7 @@ def main(argv: List[str]) -> int:
     from lab import cli      # only here: the rest needs nothing but lab.json
     runs = int(argv[0]) if argv and argv[0].isdigit() else 1
     agent_rounds = int(argv[argv.index("--agents") + 1]) if "--agents" in argv else 0
-    standby_runs = "--standby-loss" in argv
+    standby_loss = "--standby-loss" in argv
     brought_up = not cli.lab_info()
     try:
         s = ensure_cluster()
@@ -449,7 +448,7 @@ def main(argv: List[str]) -> int:
             print("\n".join(t.lines()), flush=True)
         if timelines:
             print_failover_summary(timelines)
-        if standby_runs:
+        if standby_loss:
             cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the standby is lost")
             print("--- standby lost under writes")
             print("\n".join(standby_loss_once(s).lines()), flush=True)
