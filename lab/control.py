@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from lab import hosts, topology
+from lab import faults, hosts, topology
 
 CA_DIR = topology.STATE_DIR / "ca"
 ACCOUNT_ID = "123456789012"      # moto's default account: the keys the lab hands out map to it
@@ -234,10 +234,15 @@ def _one_request_at_a_time(app: Callable) -> Callable:
     return serialized
 
 
-def _moto_app():
+def _moto_app(fault_table: faults.FaultTable | None = None):
+    """moto behind the fault-injection middleware (lab/faults.py), which stays outside the
+    one-request-at-a-time lock: a delayed or dropped call holds up no other. Without a table,
+    the app gets its own."""
     from moto.server import DomainDispatcherApplication, create_backend_app
     install_moto_fixes()
-    return _one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+    table = fault_table if fault_table is not None else faults.FaultTable()
+    return faults.middleware(table,
+                             _one_request_at_a_time(DomainDispatcherApplication(create_backend_app)))
 
 
 def _quiet_handler():
@@ -259,22 +264,26 @@ def _serve(server: BaseWSGIServer, name: str) -> threading.Thread:
     return thread
 
 
-def start_moto(address: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
-    """moto over HTTP on loopback: the controller's endpoint_url."""
-    server = make_server(address, port, _moto_app(), threaded=True,
+def start_moto(address: str = "127.0.0.1", port: int = 0,
+               fault_table: faults.FaultTable | None = None) -> BaseWSGIServer:
+    """moto over HTTP on loopback: the controller's endpoint_url. Its faults are switched at
+    <endpoint_url>/_ec2ha/faults; pass the table another front uses to share its rules."""
+    server = make_server(address, port, _moto_app(fault_table), threaded=True,
                          request_handler=_quiet_handler())
     _serve(server, "moto-http")
     return server
 
 
 def start_tls_front(server_pem: Path, netns: str = topology.ROUTER_NS,
-                    address: str = topology.AWS_API_ADDRESS, port: int = 443) -> BaseWSGIServer:
-    """moto over HTTPS at address:port inside `netns`, the AWS API the hosts see."""
+                    address: str = topology.AWS_API_ADDRESS, port: int = 443,
+                    fault_table: faults.FaultTable | None = None) -> BaseWSGIServer:
+    """moto over HTTPS at address:port inside `netns`, the AWS API the hosts see; with the HTTP
+    front's fault table, a rule injected by the controller applies to the hosts' calls too."""
     sock = hosts.listen_in_netns(netns, address, port)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(server_pem)
     try:
-        server = make_server(address, port, _moto_app(), threaded=True,
+        server = make_server(address, port, _moto_app(fault_table), threaded=True,
                              request_handler=_quiet_handler(), ssl_context=context,
                              fd=sock.fileno())
     finally:

@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import control, hosts, hypervisor, topology, world
+from lab import control, faults, hosts, hypervisor, topology, world
 
 LAB_JSON = topology.STATE_DIR / "lab.json"
 SSH_DIR = topology.STATE_DIR / "ssh"
@@ -156,7 +156,10 @@ def main() -> int:
         ssh_key, public_key = ensure_ssh_key()
         hv = hypervisor.Hypervisor(ca_crt.read_bytes(), public_key, ssh_key)
         control.install_power_hooks(hv.wake.set)
-        moto = control.start_moto()
+        # One fault table for both fronts: a rule the controller injects over HTTP also hits
+        # the hosts' calls to the TLS front.
+        fault_table = faults.FaultTable()
+        moto = control.start_moto(fault_table=fault_table)
         servers.append(moto)
         endpoint = f"http://127.0.0.1:{moto.server_address[1]}"
         # moto's first request per service imports and parses seconds of JSON: build the world
@@ -167,7 +170,7 @@ def main() -> int:
         builder.start()
         try:
             network = ensure_router(endpoint)
-            servers.append(control.start_tls_front(server_pem))
+            servers.append(control.start_tls_front(server_pem, fault_table=fault_table))
         finally:
             builder.join()
         if "error" in built:
