@@ -344,6 +344,9 @@ def find_instance(aws: AwsSession, spec: PairSpec, node: NodeSpec, subnet: Dict[
     else:
         found = read_instances(aws, [{"Name": f"tag:{CLUSTER_TAG}", "Values": [spec.name]},
                                      {"Name": f"tag:{NODE_TAG}", "Values": [node.name]}], f"{spec.name}/{node.name}")
+        # The filters only narrow the read (* and ? are wildcards there): a node "n?" is not n1.
+        found = [i for i in found if tag_value(i.get("Tags"), CLUSTER_TAG) == spec.name
+                 and tag_value(i.get("Tags"), NODE_TAG) == node.name]
         if len(found) > 1:
             ids = ", ".join(i["InstanceId"] for i in found)
             raise InputError(f"Node {node.name} of cluster {spec.name} matches {len(found)} instances ({ids}): "
@@ -440,6 +443,8 @@ def read_group(aws: AwsSession, spec: PairSpec, vpc_id: str) -> Optional[Dict[st
     groups = aws.paginate("ec2", "describe_security_groups", "SecurityGroups", spec.group_name,
                           Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
                                    {"Name": "group-name", "Values": [spec.group_name]}])
+    # The name cannot hold a wildcard today (CLUSTER_NAME), but the filter is not what decides.
+    groups = [g for g in groups if g.get("GroupName") == spec.group_name]
     return groups[0] if groups else None
 
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, route_table
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, InputError
-from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import Node, describe_nodes, find_node
+from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import Node, describe_tagged, find_node
 
 CLUSTER_TAG = "ec2ha:cluster"
 
@@ -71,7 +71,7 @@ class Holders:
 
 def cluster_nodes(aws: AwsSession, spec: Endpoints) -> List[Node]:
     if spec.cluster:
-        found = describe_nodes(aws, [{"Name": f"tag:{CLUSTER_TAG}", "Values": [spec.cluster]}], spec.cluster)
+        found = describe_tagged(aws, CLUSTER_TAG, spec.cluster)
         if not found:
             raise InputError(f"No live instance carries the tag {CLUSTER_TAG}={spec.cluster}.")
         return sorted(found, key=lambda n: n.instance_id)

@@ -101,17 +101,27 @@ def describe_nodes(aws: AwsSession, filters: List[Dict[str, Any]], resource: str
     return [n for n in nodes if n.state not in ("terminated", "shutting-down")]
 
 
+def describe_tagged(aws: AwsSession, key: str, value: str) -> List[Node]:
+    """Live instances whose tag ``key`` is exactly ``value``.
+
+    The tag filter only narrows the read: in a filter value ``*`` and ``?`` are wildcards, so a
+    name like ``b*`` would also match ``b1`` and ``bx``. Equality is checked here, after the read.
+    """
+    found = describe_nodes(aws, [{"Name": f"tag:{key}", "Values": [value]}], value)
+    return [n for n in found if n.tags.get(key) == value]
+
+
 def find_node(aws: AwsSession, node: str, require_running: bool = True) -> Node:
-    """The one live instance named by id or Name tag; an InputError otherwise."""
+    """The one live instance named by id or exactly by its Name tag; an InputError otherwise."""
     text = str(node or "").strip()
     if not text:
         raise InputError("node is empty: give an instance id (i-...) or the instance's Name tag.")
     if INSTANCE_ID.match(text):
         found = describe_nodes(aws, [{"Name": "instance-id", "Values": [text]}], text)
     else:
-        found = describe_nodes(aws, [{"Name": "tag:Name", "Values": [text]}], text)
+        found = describe_tagged(aws, "Name", text)
     if not found:
-        raise InputError(f"Node '{text}' matches no live EC2 instance (by instance id or Name tag).")
+        raise InputError(f"Node '{text}' matches no live EC2 instance (by instance id or exact Name tag).")
     if len(found) > 1:
         ids = ", ".join(n.instance_id for n in found)
         raise InputError(f"Node '{text}' matches {len(found)} instances ({ids}): use an instance id.")

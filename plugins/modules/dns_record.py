@@ -46,7 +46,8 @@ options:
     aliases: [name]
   node:
     description:
-      - The node the record must point at, by instance id (C(i-...)) or C(Name) tag. It must be running.
+      - The node the record must point at, by instance id (C(i-...)) or exact C(Name) tag (C(*) and C(?) are
+        plain characters, not wildcards). It must be running.
       - Exactly one of O(node) and O(value) is required.
     type: str
   address:

@@ -37,7 +37,8 @@ options:
     type: str
   node:
     description:
-      - The node that must hold the Elastic IP, by instance id (C(i-...)) or C(Name) tag.
+      - The node that must hold the Elastic IP, by instance id (C(i-...)) or exact C(Name) tag (C(*) and C(?) are
+        plain characters, not wildcards).
       - It must be running (or pending).
     type: str
     required: true

@@ -22,13 +22,13 @@ author: ec2ha.cluster developers (@ec2ha)
 options:
   nodes:
     description:
-      - The cluster's nodes, by instance id or C(Name) tag. Stopped nodes are reported too.
+      - The cluster's nodes, by instance id or exact C(Name) tag. Stopped nodes are reported too.
       - Mutually exclusive with O(cluster).
     type: list
     elements: str
   cluster:
     description:
-      - The value of the C(ec2ha:cluster) tag that marks the cluster's nodes.
+      - The exact value of the C(ec2ha:cluster) tag that marks the cluster's nodes (no wildcards).
       - Mutually exclusive with O(nodes).
     type: str
   vip:

@@ -30,7 +30,8 @@ options:
     required: true
   node:
     description:
-      - The node that must receive the VIP, by instance id (V(i-...)) or by its C(Name) tag.
+      - The node that must receive the VIP, by instance id (V(i-...)) or by its exact C(Name) tag (C(*) and C(?)
+        are plain characters, not wildcards).
       - The instance must exist and be running (or pending).
     type: str
     required: true
