@@ -11,8 +11,9 @@ OCF agent on the nodes run this same code.
                                                    # -> wait for INSYNC (bounded) -> re-read, verify
     status = monitor(aws, target)                  # ok / wrong / unknown, one read
 
-Only a simple A record is managed. Anything else at the name (CNAME, AAAA, alias, routing-policy
-sets) is an input error, because an UPSERT beside it would fail or leave clients split.
+Only a simple A record is managed. What cannot live beside it at the name (a CNAME, an alias A,
+an A set with a routing policy) is an input error, because an UPSERT would fail or leave clients
+split; other types (TXT, AAAA, MX...) coexist with an A record and are left alone.
 
 The clock and the sleep function are parameters so tests (and agents with their own
 deadline) control the wait; nothing here sleeps a fixed time.
@@ -43,8 +44,9 @@ ZONE_ID = re.compile(r"^(?:/hostedzone/)?([A-Z0-9]{6,32})$")
 LABEL = re.compile(r"^(?:\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
 ESCAPE = re.compile(r"\\(\d{3})")
 ZONE_NOT_FOUND = frozenset(("NoSuchHostedZone", "InvalidInput"))
-# Records Route 53 keeps at a zone apex; an A record may sit beside them.
-APEX_TYPES = frozenset(("SOA", "NS"))
+# Record types that decide the A record: a CNAME excludes every other record at its name; an A
+# set with an alias or a routing policy excludes a simple A. Any other type coexists with it.
+CONFLICT_TYPES = frozenset(("A", "CNAME"))
 ADDRESS_KINDS = ("private", "public")
 DEFAULT_TTL = 60
 DEFAULT_WAIT_TIMEOUT = 300.0
@@ -255,15 +257,17 @@ def _kind(private: bool) -> str:
 
 
 def read_record(aws: AwsSession, zone: Zone, fqdn: str) -> Optional[RecordSet]:
-    """The simple A record at the name, or None; InputError if anything else lives there
-    (a CNAME, an alias, AAAA, weighted/failover sets): UPSERTing over it would be wrong."""
+    """The simple A record at the name, or None; InputError if a record that excludes it lives
+    there (a CNAME, an alias A, weighted/failover A sets): UPSERTing over it would be wrong.
+    Other types coexist with an A record in Route 53 (a TXT or an AAAA beside it is common) and
+    are skipped: they neither block the write nor make the endpoint read as gone."""
     sets = _record_sets_at(aws, zone, fqdn)
     current = None
     for item in sets:
         kind = item.get("Type")
-        if kind in APEX_TYPES and fqdn == zone.name:
+        if kind not in CONFLICT_TYPES:
             continue
-        if kind != "A" or item.get("AliasTarget") or item.get("SetIdentifier"):
+        if kind == "CNAME" or item.get("AliasTarget") or item.get("SetIdentifier"):
             raise InputError(_conflict_message(fqdn, zone, item))
         current = RecordSet(fqdn, int(item.get("TTL", 0)),
                             tuple(sorted(r["Value"] for r in item.get("ResourceRecords", []))))

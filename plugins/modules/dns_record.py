@@ -21,8 +21,9 @@ description:
     the record is written all the same, and a rerun reports C(changed=false).
   - Every input check happens before any write. The module fails on an unknown zone, a zone name shared
     by a private and a public zone without O(private_zone), a record outside the zone, a record name
-    that already holds another record type (CNAME, AAAA, an alias or a routing-policy record set), an
-    unknown or stopped node, a node without a public IP when O(address=public).
+    that already holds a record excluding a simple A record (a CNAME, an alias A or an A record set with
+    a routing policy), an unknown or stopped node, a node without a public IP when O(address=public).
+  - Records of other types at the name (TXT, AAAA, MX...) coexist with the A record and are left alone.
   - After the write the module reads the record back and fails if it is not what was written.
 author: ec2ha.cluster developers (@ec2ha)
 options:

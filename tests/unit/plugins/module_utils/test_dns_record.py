@@ -339,8 +339,6 @@ def test_record_names_outside_the_zone_or_invalid(record):
     ({"Name": NAME, "Type": "A", "AliasTarget": {"HostedZoneId": "Z2", "DNSName": "lb.example.",
                                                  "EvaluateTargetHealth": False}},
      "an alias A record (to lb.example.)"),
-    ({"Name": NAME, "Type": "AAAA", "TTL": 60, "ResourceRecords": [{"Value": "2001:db8::1"}]},
-     "an AAAA record (2001:db8::1)"),
     (dict(a_record([IP1]), SetIdentifier="blue", Weight=10),
      "an A record with a routing policy (set identifier blue)"),
 ])
@@ -354,6 +352,23 @@ def test_another_record_type_at_the_name_is_an_input_error_before_any_write(stub
     assert str(failed.value) == (f"Record db.corp.example in zone corp.example ({ZONE_ID}) already holds {what}: "
                                  "this module manages only a simple A record there; remove it or choose another name.")
     assert writes(stubbed.aws) == []
+
+
+def test_records_of_other_types_at_the_name_coexist_and_are_left_alone(stubbed):
+    """Only a CNAME, an alias A or an A set with a routing policy conflicts with a simple A record;
+    TXT, AAAA (alias or not), MX... live beside it, and neither plan nor monitor sees them."""
+    r53 = stubbed.stub("route53")
+    beside = [{"Name": NAME, "Type": "AAAA", "TTL": 60, "ResourceRecords": [{"Value": "2001:db8::1"}]},
+              {"Name": NAME, "Type": "MX", "TTL": 60, "ResourceRecords": [{"Value": "10 mail.corp.example."}]},
+              {"Name": NAME, "Type": "TXT", "TTL": 60, "ResourceRecords": [{"Value": '"v=spf1 -all"'}]},
+              {"Name": NAME, "Type": "AAAA", "SetIdentifier": "blue", "Weight": 1, "TTL": 60,
+               "ResourceRecords": [{"Value": "2001:db8::2"}]}]
+    queue_records(r53, [a_record([IP2])] + beside)
+    queue_records(r53, beside)
+    zone_ = dns_record.Zone(ZONE_ID, ZONE, True)
+    assert dns_record.read_record(stubbed.aws, zone_, NAME) == dns_record.RecordSet(NAME, 60, (IP2,))
+    assert dns_record.read_record(stubbed.aws, zone_, NAME) is None
+    stubbed.assert_all_used()
 
 
 def test_apex_soa_and_ns_are_not_conflicts(stubbed):
