@@ -68,11 +68,13 @@ def test_cib_holds_fence_aws_and_passes_crm_verify(inventory_factory, offline_ci
     assert fence is not None and fence.get("class") == "stonith" and fence.get("type") == "fence_aws"
     params = {nv.get("name"): nv.get("value") for nv in fence.iter("nvpair")}
     assert params["pcmk_host_map"] == "alpha:i-0aaaaaaaaaaaaaaa1;bravo:i-0bbbbbbbbbbbbbbb2"
-    assert params["pcmk_delay_max"] == "15s"
+    # No random delay: the primary's priority decides a fence race (priority-fencing-delay).
+    assert params["pcmk_delay_max"] == "0s"
     assert params["region"] == "us-east-1"
     assert "secret_key" not in params
     props = {nv.get("name"): nv.get("value") for nv in root.iterfind(".//crm_config//nvpair")}
     assert props["stonith-enabled"] == "true"
+    assert props["priority-fencing-delay"] == "15s"
     defaults = {nv.get("name"): nv.get("value") for nv in root.iterfind(".//rsc_defaults//nvpair")}
     assert defaults == {"resource-stickiness": "10", "migration-threshold": "5"}
 
@@ -102,3 +104,33 @@ def test_crm_verify_rejects_stonith_without_a_device(inventory_factory, offline_
     # What tasks/cib_push.yml keys its failure on, and why.
     assert "Errors found" in verify.stderr
     assert "no STONITH resources have been defined" in verify.stderr
+
+
+def _assertion(task_name: str):
+    """The `that` and `fail_msg` of one assert task of heartbeat's validate.yml: the role's own code."""
+    import yaml
+    from roletools import ROLES
+    for task in yaml.safe_load((ROLES / "heartbeat" / "tasks" / "validate.yml").read_text()):
+        if task.get("name") == task_name:
+            return task["ansible.builtin.assert"]
+    raise AssertionError(f"no task {task_name!r} in heartbeat's validate.yml")
+
+
+def _holds(inv, task_name: str) -> bool:
+    that = _assertion(task_name)["that"]
+    conditions = that if isinstance(that, list) else [that]
+    return all(inv.evaluate("alpha", "{{ " + c + " }}") for c in conditions)
+
+
+def test_role_refuses_a_cluster_without_fencing(inventory_factory):
+    # Before: heartbeat_stonith_enabled: false was accepted, and a partition gave two primaries.
+    assert _holds(inventory_factory(), "Refuse a cluster without fencing")
+    assert not _holds(inventory_factory({"heartbeat_stonith_enabled": False}), "Refuse a cluster without fencing")
+    message = _assertion("Refuse a cluster without fencing")["fail_msg"]
+    assert "two writable primaries" in message and "\n" not in message.strip()
+
+
+@pytest.mark.parametrize("priority, random_max, ok", [(15, 0, True), (4, 1, True), (4, 2, False), (0, 0, False)])
+def test_role_wants_the_priority_delay_to_decide_fence_races(inventory_factory, priority, random_max, ok):
+    inv = inventory_factory({"heartbeat_priority_fencing_delay": priority, "heartbeat_fence_delay_max": random_max})
+    assert _holds(inv, "Fail when the fence race would not be decided by priority") is ok
