@@ -31,10 +31,10 @@ GUARD = _guard()
 SYNC = 'ANY 1 ("bravo")'
 
 
-def decide(mode="sync", membership="member", row=("streaming", "quorum"), ssn=SYNC, attrs=None):
+def decide(mode="sync", membership="member", row=("streaming", "quorum"), ssn=SYNC, attrs=None, fencing=True):
     rows = {"bravo": row} if row else {}
     return GUARD.decide(mode, "alpha", ["bravo"], {"bravo": membership}, rows, ssn,
-                        {"alpha": "1", "bravo": "1"} if attrs is None else attrs)
+                        {"alpha": "1", "bravo": "1"} if attrs is None else attrs, fencing)
 
 
 def test_in_sync_standby_changes_nothing():
@@ -68,6 +68,21 @@ def test_lost_unfenced_standby_keeps_commits_waiting():
     assert plan.status == "waiting-for-fencing"
     assert plan.actions == [("attr", "bravo", "0")]
     assert decide(membership=None, row=None).status == "waiting-for-fencing"
+
+
+@pytest.mark.parametrize("membership", ["clean", "unclean", None])
+def test_without_fencing_an_offline_standby_never_degrades(membership):
+    # stonith-enabled=false: Pacemaker calls a partitioned peer "clean", and that peer promotes
+    # itself on its side. Degrading here would give two writable primaries.
+    plan = decide(membership=membership, row=None, fencing=False)
+    assert plan.status == "no-fencing"
+    assert plan.actions == [("attr", "bravo", "0")]       # no ("ssn", ""): commits keep waiting
+
+
+def test_without_fencing_a_standby_in_our_ring_may_still_degrade():
+    # Its node is up in our ring (no partition), only its PostgreSQL is gone.
+    plan = decide(membership="member", row=None, fencing=False)
+    assert plan.status == "degraded" and plan.actions == [("attr", "bravo", "0"), ("ssn", "")]
 
 
 RING = ("1.2d", frozenset({"alpha", "bravo"}))
@@ -171,4 +186,81 @@ def test_membership_reads_real_crm_mon_output(tmp_path, monkeypatch, bravo_state
                    .replace("<status/>", status))
     monkeypatch.setenv("CIB_file", str(cib))
     args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
-    assert GUARD.Cluster(args).membership(["bravo"]) == {"bravo": expected}
+    assert GUARD.Cluster(args).read_status(["bravo"]) == ({"bravo": expected}, True)
+
+
+@pytest.mark.parametrize("value, fencing", [("false", False), ("true", True)])
+def test_fencing_is_read_from_the_cib(tmp_path, monkeypatch, value, fencing):
+    require("crm_mon", "cibadmin", "crm_attribute")
+    blank = subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, check=True).stdout
+    cib = tmp_path / "cib.xml"
+    cib.write_text(blank.replace("<cib ", '<cib have-quorum="1" ', 1)
+                   .replace("<nodes/>", '<nodes><node id="1" uname="alpha"/><node id="2" uname="bravo"/></nodes>'))
+    monkeypatch.setenv("CIB_file", str(cib))
+    subprocess.run(["crm_attribute", "--type", "crm_config", "--name", "stonith-enabled", "--update", value],
+                   check=True, capture_output=True)
+    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
+    assert GUARD.Cluster(args).read_status(["bravo"])[1] is fencing
+
+
+@pytest.fixture
+def failing_cluster(tmp_path):
+    """PATH stand-ins for a node where every read fails (PostgreSQL down, the CIB busy) except
+    crm_attribute, whose calls are logged: what the guard publishes when it cannot decide."""
+    log = tmp_path / "attr.log"
+    for tool in ("psql", "crm_mon", "corosync-quorumtool", "runuser"):
+        (tmp_path / tool).write_text("#!/bin/sh\necho 'could not connect' >&2\nexit 2\n")
+    (tmp_path / "crm_attribute").write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n")
+    for f in tmp_path.iterdir():
+        f.chmod(0o755)
+    return tmp_path, log
+
+
+def _guard_process(bin_dir, *extra):
+    import os
+    return subprocess.Popen(
+        ["/usr/bin/python3", str(ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"), "--mode", "sync",
+         "--nodes", "alpha,bravo", "--self-name", "alpha", "--interval", "0.2", *extra],
+        env=dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def _published(log) -> list:
+    if not log.exists():
+        return []
+    return [line.split("--update ")[-1] for line in log.read_text().splitlines()
+            if "--name ec2ha-pgsql-replication" in line]
+
+
+def test_a_pass_that_cannot_decide_publishes_unknown_and_stop_publishes_stopped(failing_cluster):
+    # Before: a skipped pass left the last state ("sync") on display, and so did a stopped guard.
+    import signal
+    import time
+    bin_dir, log = failing_cluster
+    guard = _guard_process(bin_dir)
+    deadline = time.monotonic() + 20
+    while "unknown" not in _published(log) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    guard.send_signal(signal.SIGTERM)
+    assert guard.wait(timeout=20) == 0, guard.stderr.read()
+    assert _published(log) == ["unknown", "stopped"]
+
+
+def test_check_fails_and_publishes_unknown_when_passes_stop_deciding(failing_cluster, tmp_path):
+    import os
+    import time
+    bin_dir, log = failing_cluster
+    pass_file = tmp_path / "guard.pass"
+    run = ["/usr/bin/python3", str(ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"), "--mode", "sync",
+           "--nodes", "alpha,bravo", "--self-name", "alpha", "--pass-file", str(pass_file), "--stale-after", "30",
+           "--check"]
+    env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin")
+    never = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
+    assert never.returncode == 1 and "no decided pass yet" in never.stderr
+    pass_file.touch()
+    assert subprocess.run(run, env=env, capture_output=True, text=True, check=False).returncode == 0
+    old = time.time() - 31
+    os.utime(pass_file, (old, old))
+    stale = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
+    assert stale.returncode == 1 and "last decided pass 31 s ago" in stale.stderr
+    assert _published(log) == ["unknown", "unknown"]
