@@ -1,9 +1,11 @@
-"""`python -m lab up|down|status|bench` — the lab's command line.
+"""`python -m lab up|down|status|bench|partition|heal` — the lab's command line.
 
 `up` installs the lab's Debian packages (once), starts the lab daemon (lab/daemon.py) and waits,
 bounded, until it has written lab/state/lab.json; a failed `up` stops what it started. `down`
 signals the daemon by its recorded PID and waits for it; whatever a crashed daemon left (hosts
 recorded by PID, namespaces) is swept by PID and by name. Both can be repeated at once.
+`partition ADDRESS ADDRESS...` drops every packet between those hosts (both stay up and keep
+reaching AWS); `heal` ends it (lab/partition.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import hosts, topology
+from lab import hosts, partition, topology
 
 LAB_JSON = topology.STATE_DIR / "lab.json"
 PIDS_JSON = topology.STATE_DIR / "pids.json"
@@ -192,7 +194,8 @@ def cli_lock():
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("command", choices=["up", "down", "status", "bench", "daemon"])
+    parser.add_argument("command", choices=["up", "down", "status", "bench", "daemon", "partition", "heal"])
+    parser.add_argument("addresses", nargs="*", help="partition: the hosts' private addresses")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -215,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                 result = down()
         elif args.command == "status":
             result = status()
+        elif args.command in ("partition", "heal"):
+            if args.command == "partition":
+                partition.cut(args.addresses)
+            else:
+                partition.heal()
+            result = {"partitioned": partition.active()}
         else:
             from lab import bench
             result = bench.run()
@@ -237,6 +246,9 @@ def render(command: str, result: dict) -> str:
     if command == "down":
         return f"lab down in {result['down_seconds']:.2f} s" + (
             "" if result["was_up"] else " (was not up)")
+    if command in ("partition", "heal"):
+        cut = result["partitioned"]
+        return "partitioned: " + "; ".join(" | ".join(group) for group in cut) if cut else "network whole"
     if command == "status":
         if not result["up"]:
             return "lab is down" + ("; still present: " + ", ".join(result["left"])
