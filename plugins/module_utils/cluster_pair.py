@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import iam_policy
+from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, iam_policy
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
     AwsSession,
@@ -81,6 +81,7 @@ class PairSpec:
     route_table_ids: Tuple[str, ...] = ()
     allocation_id: Optional[str] = None
     hosted_zone_id: Optional[str] = None
+    record_name: Optional[str] = None
     lab_host: bool = False
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
 
@@ -121,14 +122,6 @@ class PairSpec:
             raise InputError(f"wait_timeout {self.wait_timeout} must be a positive number of seconds.")
 
     def _check_scenario_resources(self) -> None:
-        needs = (("route_table", "route_table_ids", bool(self.route_table_ids)),
-                 ("elastic_ip", "allocation_id", bool(self.allocation_id)),
-                 ("route53", "hosted_zone_id", bool(self.hosted_zone_id)))
-        for scenario, option, given in needs:
-            if scenario in self.scenarios and not given:
-                raise InputError(f"Scenario {scenario} needs {option}: the node policy is scoped to it.")
-            if given and scenario not in self.scenarios:
-                raise InputError(f"{option} is set but {scenario} is not in scenarios.")
         for rtb in self.route_table_ids:
             if not ROUTE_TABLE_ID.match(rtb):
                 raise InputError(f"Route table '{rtb}' is not a route table id (rtb-...).")
@@ -136,6 +129,15 @@ class PairSpec:
             raise InputError(f"allocation_id '{self.allocation_id}' is not an allocation id (eipalloc-...).")
         if self.hosted_zone_id and not ZONE_ID.match(self.hosted_zone_id):
             raise InputError(f"hosted_zone_id '{self.hosted_zone_id}' is not a hosted zone id (Z...).")
+        needs = (("route_table", "route_table_ids", bool(self.route_table_ids)),
+                 ("elastic_ip", "allocation_id", bool(self.allocation_id)),
+                 ("route53", "hosted_zone_id", bool(self.hosted_zone_id)),
+                 ("route53", "record_name", bool(self.record_name)))
+        for scenario, option, given in needs:
+            if scenario in self.scenarios and not given:
+                raise InputError(f"Scenario {scenario} needs {option}: the node policy is scoped to it.")
+            if given and scenario not in self.scenarios:
+                raise InputError(f"{option} is set but {scenario} is not in scenarios.")
 
     @property
     def zone_id(self) -> Optional[str]:
@@ -258,12 +260,13 @@ class Pair:
     role: Optional[Dict[str, Any]] = None
     role_policy: Optional[str] = None            # normalized JSON of the inline policy, if any
     profile: Optional[Dict[str, Any]] = None
+    record_fqdn: Optional[str] = None                    # record_name inside the hosted zone
 
     @property
     def policy(self) -> Dict[str, Any]:
         s = self.spec
         return iam_policy.node_policy(s.name, self.region, self.account_id, s.scenarios, s.route_table_ids,
-                                      s.allocation_id, s.zone_id)
+                                      s.allocation_id, s.zone_id, self.record_fqdn)
 
     @property
     def role_arn(self) -> str:
@@ -414,8 +417,9 @@ def _read_or_none(aws: AwsSession, operation: str, resource: str, key: str, miss
         raise
 
 
-def check_scenario_resources(aws: AwsSession, spec: PairSpec, vpc_id: str) -> None:
-    """The route tables, Elastic IP and hosted zone the policy is scoped to exist (and fit the VPC)."""
+def check_scenario_resources(aws: AwsSession, spec: PairSpec, vpc_id: str) -> Optional[str]:
+    """The route tables, Elastic IP and hosted zone the policy is scoped to exist (and fit the VPC);
+    returns the record's FQDN inside the zone (route53), as the agent writes it."""
     if spec.route_table_ids:
         ids = list(spec.route_table_ids)
         tables = aws.paginate("ec2", "describe_route_tables", "RouteTables", ", ".join(ids),
@@ -437,6 +441,9 @@ def check_scenario_resources(aws: AwsSession, spec: PairSpec, vpc_id: str) -> No
                              service="route53", Id=spec.zone_id)
         if not zone:
             raise InputError(f"Hosted zone id {spec.zone_id} does not exist in this account.")
+        if spec.record_name:
+            return dns_record.record_fqdn(spec.record_name, dns_record.normalize_name(zone["Name"]))
+    return None
 
 
 def read_group(aws: AwsSession, spec: PairSpec, vpc_id: str) -> Optional[Dict[str, Any]]:
@@ -486,9 +493,9 @@ def resolve(aws: AwsSession, spec: PairSpec) -> Pair:
     read_enis(aws, states)
     if any(s.instance is None for s in states):
         check_image(aws, spec)
-    check_scenario_resources(aws, spec, vpc_id)
+    record_fqdn = check_scenario_resources(aws, spec, vpc_id)
     region = aws.settings.region or aws.client("ec2").meta.region_name
-    pair = Pair(spec, region, account_id, iam_policy.partition_of(region), vpc_id, states)
+    pair = Pair(spec, region, account_id, iam_policy.partition_of(region), vpc_id, states, record_fqdn=record_fqdn)
     pair.group = read_group(aws, spec, vpc_id)
     if pair.group:
         _owned_elsewhere("Security group", pair.group["GroupId"], pair.group.get("Tags"), spec.name)

@@ -11,26 +11,33 @@ tests replay the agents' calls against it. The actions listed are exactly the ca
   library, so ec2:RebootInstances is never called and not granted.
 - route_table agent (``route_table.resolve_target`` / ``converge`` / ``monitor``): DescribeInstances,
   DescribeVpcs, DescribeRouteTables, DescribeNetworkInterfaces, ModifyNetworkInterfaceAttribute (only
-  when the ENI's source/destination check is on), ReplaceRoute. The agent never creates a route
-  (it resolves with ``create=False``; the route is created at build-out by ``vip_route`` from the
-  controller), so ec2:CreateRoute is not granted.
+  when the ENI's source/destination check is on), ReplaceRoute, and CreateRoute: the monitor
+  re-creates the VIP route when it was deleted by hand from one of the listed route tables.
 - elastic_ip agent: DescribeAddresses, DescribeInstances, AssociateAddress.
 - dns_record agent: ListHostedZonesByName (zone given by name) or GetHostedZone (by id),
-  ListResourceRecordSets, ChangeResourceRecordSets (UPSERT of an A record), GetChange; DescribeInstances.
+  ListResourceRecordSets, ChangeResourceRecordSets (UPSERT of the one A record), GetChange;
+  DescribeInstances.
 
 Scoping: Describe* and ListHostedZonesByName support no resource-level permissions, so they are on
 "*". Every write is on the resources it may touch: instances and ENIs carrying the tag
-ec2ha:cluster=<name>, the listed route tables, the Elastic IP's allocation, the hosted zone.
+ec2ha:cluster=<name>, the listed route tables, the Elastic IP's allocation, the hosted zone and,
+inside it, the one record name. What IAM cannot scope (docs/security.md): CreateRoute and
+ReplaceRoute are authorized against the route table only; AWS defines no condition key for a
+route's destination or target, so a node may write any route (0.0.0.0/0 too) in the listed tables.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict, List, Optional, Sequence
 
 SCENARIOS = ("route_table", "elastic_ip", "route53")
 CLUSTER_TAG = "ec2ha:cluster"
 POLICY_VERSION = "2012-10-17"
+# Route 53's normalized record names keep these characters as they are; any other is \ddd (octal).
+PLAIN_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+OCTAL_ESCAPE = re.compile(r"\\(\d{3})")
 
 
 def partition_of(region: str) -> str:
@@ -40,6 +47,14 @@ def partition_of(region: str) -> str:
     if region.startswith("us-gov-"):
         return "aws-us-gov"
     return "aws"
+
+
+def normalized_record_name(name: str) -> str:
+    """A record name as route53:ChangeResourceRecordSetsNormalizedRecordNames compares it: lower case,
+    no trailing dot, every character other than a-z 0-9 - _ . as a \\ddd octal escape (``*`` is \\052)."""
+    text = OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), str(name).strip()).lower()
+    text = text[:-1] if text.endswith(".") else text
+    return "".join(c if c in PLAIN_NAME_CHARACTERS else f"\\{ord(c):03o}" for c in text)
 
 
 def trust_policy() -> Dict[str, Any]:
@@ -58,11 +73,11 @@ def _statement(sid: str, actions: Sequence[str], resources: Any,
 
 def node_policy(cluster: str, region: str, account_id: str, scenarios: Sequence[str],
                 route_table_ids: Sequence[str] = (), allocation_id: Optional[str] = None,
-                hosted_zone_id: Optional[str] = None) -> Dict[str, Any]:
+                hosted_zone_id: Optional[str] = None, record_name: Optional[str] = None) -> Dict[str, Any]:
     """The inline policy of the node role for ``scenarios`` (a subset of SCENARIOS) plus fencing.
 
     The scenario resources must be given for each chosen scenario (route tables, allocation id,
-    zone id): the policy grants writes on those only.
+    zone id and record name): the policy grants writes on those only.
     """
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
@@ -77,7 +92,9 @@ def node_policy(cluster: str, region: str, account_id: str, scenarios: Sequence[
         if not route_table_ids:
             raise ValueError("route_table needs route_table_ids")
         describe += ["ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs"]
-        statements.append(_statement("MoveVipRoute", ["ec2:ReplaceRoute"],
+        # The route table is all IAM can scope these two by: no condition key names the destination
+        # or the target. ec2:Vpc would add nothing, as the tables are listed one by one.
+        statements.append(_statement("MoveVipRoute", ["ec2:CreateRoute", "ec2:ReplaceRoute"],
                                      [f"{ec2}:route-table/{rtb}" for rtb in sorted(set(route_table_ids))]))
         statements.append(_statement("SourceDestCheckOff", ["ec2:ModifyNetworkInterfaceAttribute"],
                                      f"{ec2}:network-interface/*", tagged))
@@ -90,16 +107,19 @@ def node_policy(cluster: str, region: str, account_id: str, scenarios: Sequence[
         statements.append(_statement("MoveElasticIpToNode", ["ec2:AssociateAddress"],
                                      [f"{ec2}:instance/*", f"{ec2}:network-interface/*"], tagged))
     if "route53" in scenarios:
-        if not hosted_zone_id:
-            raise ValueError("route53 needs hosted_zone_id")
+        if not hosted_zone_id or not record_name:
+            raise ValueError("route53 needs hosted_zone_id and record_name")
         zone = f"arn:{partition_of(region)}:route53:::hostedzone/{hosted_zone_id}"
         statements.append(_statement("FindZone", ["route53:ListHostedZonesByName"], "*"))
         statements.append(_statement("MoveRecord", ["route53:GetHostedZone", "route53:ListResourceRecordSets"], zone))
-        # The core only UPSERTs an A record: the condition keys say so.
+        # The core only UPSERTs the one A record: the condition keys say so. ForAllValues holds for
+        # every change of the batch, and a batch always has at least one.
         statements.append(_statement(
             "UpsertRecord", ["route53:ChangeResourceRecordSets"], zone,
-            {"ForAllValues:StringEquals": {"route53:ChangeResourceRecordSetsActions": ["UPSERT"],
-                                           "route53:ChangeResourceRecordSetsRecordTypes": ["A"]}}))
+            {"ForAllValues:StringEquals": {
+                "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
+                "route53:ChangeResourceRecordSetsRecordTypes": ["A"],
+                "route53:ChangeResourceRecordSetsNormalizedRecordNames": [normalized_record_name(record_name)]}}))
         statements.append(_statement("WaitChange", ["route53:GetChange"],
                                      f"arn:{partition_of(region)}:route53:::change/*"))
     # Describe* calls support no resource-level permissions: "*" is the only choice AWS offers.

@@ -20,8 +20,8 @@ description:
     the cluster's own.
   - The inline policy grants fencing (C(ec2:DescribeInstances), C(ec2:StopInstances), C(ec2:StartInstances) on
     instances tagged C(ec2ha:cluster=<name>)) and exactly the calls the ec2ha agents make for the chosen
-    O(scenarios), scoped to O(route_table_ids), O(allocation_id) and O(hosted_zone_id).
-    See RV(policy) and the notes.
+    O(scenarios), scoped to O(route_table_ids), O(allocation_id), O(hosted_zone_id) and O(record_name).
+    See RV(policy), the notes, and C(docs/security.md) for what IAM cannot scope.
   - Every resource made or adopted is tagged C(ec2ha:cluster=<name>); instances (and their primary network
     interface) also C(ec2ha:node=<node name>), which is how a re-run finds the instances it launched.
   - An adopted instance (O(nodes[].instance_id)) joins the security group (its other groups stay), is tagged, and gets
@@ -104,16 +104,16 @@ options:
   scenarios:
     description:
       - The recovery scenarios the nodes' agents run; the inline policy grants what each needs, plus fencing.
-      - Each needs its resource option - V(route_table) O(route_table_ids), V(elastic_ip) O(allocation_id),
-        V(route53) O(hosted_zone_id).
+      - Each needs its resource options - V(route_table) O(route_table_ids), V(elastic_ip) O(allocation_id),
+        V(route53) O(hosted_zone_id) and O(record_name).
     type: list
     elements: str
     choices: [route_table, elastic_ip, route53]
     default: []
   route_table_ids:
     description:
-      - The route tables (in the pair's VPC) whose VIP route the agent replaces; the policy allows C(ec2:ReplaceRoute)
-        on these only.
+      - The route tables (in the pair's VPC) whose VIP route the agent replaces (or re-creates); the policy allows
+        C(ec2:ReplaceRoute) and C(ec2:CreateRoute) on these only.
     type: list
     elements: str
     default: []
@@ -123,7 +123,14 @@ options:
     type: str
   hosted_zone_id:
     description:
-      - The Route 53 hosted zone id; the policy allows reading and changing records in this zone only.
+      - The Route 53 hosted zone id; the policy allows reading records in this zone only.
+    type: str
+  record_name:
+    description:
+      - The A record the dns_record agent moves (the recovery kit's record), a name inside the zone of
+        O(hosted_zone_id) or one label relative to it. Required with the V(route53) scenario.
+      - The policy allows C(route53:ChangeResourceRecordSets) on this record only (an UPSERT of type A), by the
+        condition key C(route53:ChangeResourceRecordSetsNormalizedRecordNames).
     type: str
   lab_host:
     description:
@@ -153,9 +160,11 @@ attributes:
 notes:
   - There is no C(state=absent) on purpose - the nodes hold the cluster's data; terminating them, and the role
     fencing depends on, is an act to take on its own, not a flag of a build-out module.
-  - The node policy leaves out C(ec2:RebootInstances) (fence_aws reboots with off and on) and C(ec2:CreateRoute)
-    (the agents only replace the VIP route; M(ec2ha.cluster.vip_route) creates it from the controller).
-    C(ec2:Describe*) and C(route53:ListHostedZonesByName) support no resource-level permissions and are on C(*).
+  - The node policy leaves out C(ec2:RebootInstances) (fence_aws reboots with off and on). C(ec2:CreateRoute) and
+    C(ec2:ReplaceRoute) are allowed on the listed route tables only (the route table agent's monitor re-creates a
+    VIP route deleted by hand); AWS has no condition key for a route's destination or target, so in those tables a
+    node may write any route. C(ec2:Describe*) and C(route53:ListHostedZonesByName) support no resource-level
+    permissions and are on C(*).
   - IAM permissions used by the module itself are C(ec2:Describe*) (subnets, instances, images, key pairs, network
     interfaces, route tables, addresses, security groups), C(route53:GetHostedZone), C(ec2:CreateSecurityGroup),
     C(ec2:AuthorizeSecurityGroupIngress), C(ec2:RevokeSecurityGroupIngress), C(ec2:CreateTags), C(ec2:RunInstances),
@@ -186,6 +195,7 @@ EXAMPLES = r"""
     scenarios: [route_table, route53]
     route_table_ids: [rtb-0aaaaaaaaaaaaaaa1, rtb-0bbbbbbbbbbbbbbb2]
     hosted_zone_id: Z0123456789ABCDEFGHIJ
+    record_name: primary.db.internal
     region: eu-west-1
   register: pair
 
@@ -355,6 +365,7 @@ ARGUMENT_SPEC: Dict[str, Any] = dict(
     route_table_ids=dict(type="list", elements="str", default=[]),
     allocation_id=dict(type="str"),
     hosted_zone_id=dict(type="str"),
+    record_name=dict(type="str"),
     lab_host=dict(type="bool", default=False),
     wait_timeout=dict(type="float", default=300.0),
 )
@@ -368,8 +379,8 @@ def spec_from(p: Dict[str, Any]) -> cluster_pair.PairSpec:
         key_name=p["key_name"], user_data=p["user_data"], admin_cidrs=tuple(p["admin_cidrs"]),
         client_cidrs=tuple(p["client_cidrs"]), corosync_port=p["corosync_port"],
         scenarios=tuple(dict.fromkeys(p["scenarios"])), route_table_ids=tuple(dict.fromkeys(p["route_table_ids"])),
-        allocation_id=p["allocation_id"], hosted_zone_id=p["hosted_zone_id"], lab_host=p["lab_host"],
-        wait_timeout=p["wait_timeout"])
+        allocation_id=p["allocation_id"], hosted_zone_id=p["hosted_zone_id"], record_name=p["record_name"],
+        lab_host=p["lab_host"], wait_timeout=p["wait_timeout"])
 
 
 def main() -> None:

@@ -56,11 +56,16 @@ def spec(**overrides: Any) -> cp.PairSpec:
     ({"scenarios": ("route_table",)}, "^Scenario route_table needs route_table_ids"),
     ({"allocation_id": "eipalloc-0123456789abcdef0"}, "^allocation_id is set but elastic_ip is not in scenarios"),
     ({"scenarios": ("route53",), "hosted_zone_id": "example.com"}, "is not a hosted zone id"),
+    ({"scenarios": ("route53",), "hosted_zone_id": "Z0123456789ABC"},
+     "^Scenario route53 needs record_name: the node policy is scoped to it"),
+    ({"record_name": "db.example.internal"}, "^record_name is set but route53 is not in scenarios"),
     ({"scenarios": ("carrier_pigeon",)}, "not among route_table, elastic_ip, route53"),
     ({"name": "x" * 59}, "must be 1-58 letters"),
     ({"corosync_port": 70000}, "is not a port number"),
 ])
 def test_bad_input_is_one_sentence_before_any_call(stubbed, overrides, message):
+    for service in ("ec2", "iam", "route53"):
+        stubbed.stub(service)     # a check that is missed fails in the Stubber, never on the network
     with pytest.raises(InputError, match=message):
         cp.resolve(stubbed.aws, spec(**overrides))
     assert stubbed.aws.calls == []

@@ -45,12 +45,13 @@ REGION, ACCOUNT = "eu-west-1", "123456789012"
 EC2 = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
 RTBS = ["rtb-0000000000000000b", "rtb-0000000000000000a"]
 ALLOC, ZONE = "eipalloc-0123456789abcdef0", "Z0123456789ABC"
+RECORD = "db.example.internal"
 TAGGED = {"StringEquals": {"ec2:ResourceTag/ec2ha:cluster": "pg"}}
 
 FENCING = ["ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"]
 PER_SCENARIO = {
-    "route_table": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeRouteTables", "ec2:DescribeVpcs",
-                    "ec2:ModifyNetworkInterfaceAttribute", "ec2:ReplaceRoute"],
+    "route_table": ["ec2:CreateRoute", "ec2:DescribeNetworkInterfaces", "ec2:DescribeRouteTables",
+                    "ec2:DescribeVpcs", "ec2:ModifyNetworkInterfaceAttribute", "ec2:ReplaceRoute"],
     "elastic_ip": ["ec2:AssociateAddress", "ec2:DescribeAddresses"],
     "route53": ["route53:ChangeResourceRecordSets", "route53:GetChange", "route53:GetHostedZone",
                 "route53:ListHostedZonesByName", "route53:ListResourceRecordSets"],
@@ -60,7 +61,8 @@ PER_SCENARIO = {
 def policy_for(scenarios: Any) -> Dict[str, Any]:
     return iam_policy.node_policy("pg", REGION, ACCOUNT, scenarios, RTBS if "route_table" in scenarios else (),
                                   ALLOC if "elastic_ip" in scenarios else None,
-                                  ZONE if "route53" in scenarios else None)
+                                  ZONE if "route53" in scenarios else None,
+                                  RECORD if "route53" in scenarios else None)
 
 
 def statements(policy: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -78,7 +80,7 @@ def test_each_scenario_set_gets_exactly_its_actions_plus_fencing(scenarios):
     assert iam_policy.actions_of(policy) == sorted(wanted)
     assert all(s["Effect"] == "Allow" for s in policy["Statement"])
     # Never the extras a looser guide would add.
-    assert not {"ec2:RebootInstances", "ec2:CreateRoute", "ec2:TerminateInstances", "ec2:*"} & set(
+    assert not {"ec2:RebootInstances", "ec2:DeleteRoute", "ec2:TerminateInstances", "ec2:*"} & set(
         iam_policy.actions_of(policy))
 
 
@@ -92,6 +94,8 @@ def test_fencing_only_writes_on_instances_tagged_with_the_cluster():
 
 def test_every_write_is_scoped_to_the_scenario_resources():
     s = statements(policy_for(iam_policy.SCENARIOS))
+    # The monitor re-creates a route deleted by hand: CreateRoute, on exactly the same tables as ReplaceRoute.
+    assert s["MoveVipRoute"]["Action"] == ["ec2:CreateRoute", "ec2:ReplaceRoute"]
     assert s["MoveVipRoute"]["Resource"] == [f"{EC2}:route-table/{r}" for r in sorted(RTBS)]
     assert s["SourceDestCheckOff"]["Resource"] == f"{EC2}:network-interface/*"
     assert s["SourceDestCheckOff"]["Condition"] == TAGGED
@@ -99,15 +103,37 @@ def test_every_write_is_scoped_to_the_scenario_resources():
     assert s["MoveElasticIpToNode"]["Condition"] == TAGGED
     assert s["MoveRecord"]["Resource"] == s["UpsertRecord"]["Resource"] == f"arn:aws:route53:::hostedzone/{ZONE}"
     assert s["UpsertRecord"]["Condition"]["ForAllValues:StringEquals"] == {
-        "route53:ChangeResourceRecordSetsActions": ["UPSERT"], "route53:ChangeResourceRecordSetsRecordTypes": ["A"]}
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT"], "route53:ChangeResourceRecordSetsRecordTypes": ["A"],
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [RECORD]}
     # Only actions AWS cannot scope stay on "*".
     unscoped = {a for st in s.values() if st["Resource"] == "*" for a in st["Action"]}
     assert unscoped == {"ec2:DescribeInstances", "ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces",
                         "ec2:DescribeVpcs", "ec2:DescribeAddresses", "route53:ListHostedZonesByName"}
 
 
+@pytest.mark.parametrize("fqdn, wanted", [
+    ("DB.Example.Internal.", "db.example.internal"),       # lower case, no trailing dot
+    ("db.example.internal", "db.example.internal"),
+    ("*.example.internal.", "\\052.example.internal"),      # what is not a-z 0-9 - _ . as \ddd (octal)
+    ("pg_1.example.internal.", "pg_1.example.internal"),
+])
+def test_record_names_are_normalized_as_route53_matches_them(fqdn, wanted):
+    assert iam_policy.normalized_record_name(fqdn) == wanted
+
+
+def test_the_upsert_is_scoped_to_the_one_record_name():
+    policy = iam_policy.node_policy("pg", REGION, ACCOUNT, ["route53"], hosted_zone_id=ZONE,
+                                    record_name="Primary.DB.internal.")
+    condition = statements(policy)["UpsertRecord"]["Condition"]
+    # ForAllValues: every name in the change batch must be this one (a batch naming another record is denied).
+    assert condition == {"ForAllValues:StringEquals": {
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT"], "route53:ChangeResourceRecordSetsRecordTypes": ["A"],
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": ["primary.db.internal"]}}
+
+
 def test_partition_follows_the_region():
-    policy = iam_policy.node_policy("pg", "cn-north-1", ACCOUNT, ["route53"], hosted_zone_id=ZONE)
+    policy = iam_policy.node_policy("pg", "cn-north-1", ACCOUNT, ["route53"], hosted_zone_id=ZONE,
+                                    record_name=RECORD)
     resources = json.dumps(policy)
     assert "arn:aws-cn:ec2:cn-north-1:" in resources and "arn:aws-cn:route53:::hostedzone/" in resources
 
@@ -117,6 +143,8 @@ def test_a_scenario_without_its_resource_is_refused():
         iam_policy.node_policy("pg", REGION, ACCOUNT, ["route_table"])
     with pytest.raises(ValueError):
         iam_policy.node_policy("pg", REGION, ACCOUNT, ["nope"])
+    with pytest.raises(ValueError, match="record_name"):
+        iam_policy.node_policy("pg", REGION, ACCOUNT, ["route53"], hosted_zone_id=ZONE)
 
 
 def test_normalized_ignores_order_and_one_element_lists():
@@ -230,14 +258,25 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
                           cluster_pair.NodeSpec("pg2", world["subnets"]["b"])),
         image_id=ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"], instance_type="t3.micro",
         scenarios=iam_policy.SCENARIOS, route_table_ids=tuple(world["route_tables"].values()),
-        allocation_id=world["eip"]["allocation_id"], hosted_zone_id=world["private_zone"]["id"])
+        allocation_id=world["eip"]["allocation_id"], hosted_zone_id=world["private_zone"]["id"],
+        record_name=world["record"])
     pair = cluster_pair.resolve(admin, spec)
     built = cluster_pair.converge(admin, pair).as_dict()
     pg1, pg2 = built["nodes"]["pg1"], built["nodes"]["pg2"]
+    iam = admin.client("iam")
+    # The policy as IAM holds it: the UPSERT names the one record; routes only in the listed tables.
+    held = statements(json.loads(iam_policy.normalized(iam.get_role_policy(
+        RoleName="pg-node", PolicyName=cluster_pair.POLICY_NAME)["PolicyDocument"])))
+    assert held["UpsertRecord"]["Condition"]["ForAllValues:StringEquals"][
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames"] == world["record"].lower().rstrip(".")
+    assert held["MoveVipRoute"]["Action"] == ["ec2:CreateRoute", "ec2:ReplaceRoute"]
+    assert sorted(held["MoveVipRoute"]["Resource"]) == sorted(
+        f"arn:aws:ec2:us-east-1:{pair.account_id}:route-table/{rtb}" for rtb in world["route_tables"].values())
     # So that the route-table agent has to turn the check off itself (ModifyNetworkInterfaceAttribute).
     ec2.modify_network_interface_attribute(NetworkInterfaceId=pg2["network_interface_id"],
                                            SourceDestCheck={"Value": True})
-    iam = admin.client("iam")
+    # A VIP route deleted by hand in one listed table: the agent's monitor re-creates it (CreateRoute).
+    ec2.delete_route(RouteTableId=world["route_tables"]["b"], DestinationCidrBlock=f"{world['vip']}/32")
     node = user_with_policy(iam, "pg-node-user", built["policy"])
     fence_policy = iam_policy.node_policy("pg", "us-east-1", pair.account_id, ())
     fence_only = user_with_policy(iam, "fence-only-user", fence_policy)
@@ -255,11 +294,13 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
     assert not any(moto_allows(fence_policy, action) for action in dns_calls if action.startswith("route53:"))
 
     agent = session(url, node["key"], node["secret"])
-    # route table scenario, exactly as the agent runs it (resolve on its own instance id, converge)
+    # route table scenario, exactly as the agent runs it (resolve on its own instance id, converge),
+    # creating the route that was deleted by hand
     target, tables = route_table.resolve_target(agent, world["vip"], pg2["instance_id"],
-                                                list(world["route_tables"].values()))
+                                                list(world["route_tables"].values()), create=True)
     moved = route_table.converge(agent, target, tables=tables)
     assert moved.changed and moved.status.ok
+    assert [a.resource for a in moved.actions if a.operation == "create_route"] == [world["route_tables"]["b"]]
     # Elastic IP scenario
     eip_target, address = elastic_ip.resolve_target(agent, elastic_ip.EipSpec(
         node=pg2["instance_id"], allocation_id=world["eip"]["allocation_id"]))
@@ -269,7 +310,8 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
 
     made = {f"{c.service}:{api_name(c.operation)}" for c in agent.calls}
     assert made <= set(iam_policy.actions_of(built["policy"]))
-    assert {"ec2:ReplaceRoute", "ec2:ModifyNetworkInterfaceAttribute", "ec2:AssociateAddress"} <= made
+    assert {"ec2:ReplaceRoute", "ec2:CreateRoute", "ec2:ModifyNetworkInterfaceAttribute",
+            "ec2:AssociateAddress"} <= made
 
     # fencing, as stock fence_aws does it, with the node policy and with the fencing-only policy
     assert fence_aws(url, node, pg1["instance_id"]) == ["running", "stopped", "running"]
@@ -280,7 +322,9 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
     assert denied(lambda: ec2_as_node.terminate_instances(InstanceIds=[pg1["instance_id"]])) in DENIED_CODES
     assert denied(lambda: ec2_as_node.create_vpc(CidrBlock="10.250.0.0/16")) in DENIED_CODES
     assert denied(lambda: ec2_as_node.reboot_instances(InstanceIds=[pg1["instance_id"]])) in DENIED_CODES
-    assert denied(lambda: ec2_as_node.create_route(
+    assert denied(lambda: ec2_as_node.delete_route(
+        RouteTableId=world["route_tables"]["a"], DestinationCidrBlock=f"{world['vip']}/32")) in DENIED_CODES
+    assert denied(lambda: session(url, fence_only["key"], fence_only["secret"]).client("ec2").create_route(
         RouteTableId=world["route_tables"]["a"], DestinationCidrBlock="192.0.2.1/32",
         NetworkInterfaceId=pg1["network_interface_id"])) in DENIED_CODES
     assert denied(lambda: agent.client("iam").list_users()) in DENIED_CODES
