@@ -142,7 +142,8 @@ def inventory_data(s: Settings) -> dict:
         "heartbeat_fence_secret_key": info["aws_secret_access_key"],
         # Lab timing (docs/roles.md).
         "heartbeat_token": 3000,
-        "heartbeat_fence_delay_max": 2,
+        # The primary wins a fence race; the lab fences in about a second (docs/roles.md).
+        "heartbeat_priority_fencing_delay": 4,
         "heartbeat_fence_params": {"power_timeout": 60, "pcmk_reboot_timeout": 120,
                                    "pcmk_reboot_retries": 2},
         "heartbeat_stonith_timeout": 120,

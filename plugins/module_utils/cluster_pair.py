@@ -13,6 +13,8 @@ Every resource made or adopted carries the tag ec2ha:cluster=<name>; instances a
 ec2ha:node=<node name>, which is how a re-run finds the instances it launched (no ClientToken:
 a token would keep answering with a terminated instance long after it was replaced).
 A failure midway leaves tagged, findable resources, so the next run finishes the job.
+Every node gets IMDSv2 only with a hop limit of 1, and a launched node an encrypted root volume
+(node_security).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, iam_policy
+from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, iam_policy, node_security
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
     AwsSession,
@@ -82,6 +84,8 @@ class PairSpec:
     allocation_id: Optional[str] = None
     hosted_zone_id: Optional[str] = None
     record_name: Optional[str] = None
+    encrypt_root_volume: bool = True
+    kms_key_id: Optional[str] = None
     lab_host: bool = False
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
 
@@ -112,6 +116,7 @@ class PairSpec:
         if unknown:
             raise InputError(f"scenarios {unknown} are not among {', '.join(iam_policy.SCENARIOS)}.")
         self._check_scenario_resources()
+        node_security.check_kms_key_id(self.kms_key_id, bool(self.encrypt_root_volume))
         for option in ("admin_cidrs", "client_cidrs"):
             for cidr in getattr(self, option):
                 _check_cidr(option, cidr)
@@ -196,16 +201,18 @@ class Rule:
 
 
 def wanted_rules(spec: PairSpec) -> List[Rule]:
-    """Cluster traffic only between the two nodes (the group references itself), SSH also from admins.
+    """Only the ports the roles use: corosync and PostgreSQL between the two nodes (the group
+    references itself), SSH from admins, PostgreSQL from clients.
 
     corosync: the heartbeat role runs one knet link on one UDP port (5405 by default); the 5404-5406
     range of older guides is for corosync 2's udp/udpu transports, which knet does not use.
+    PostgreSQL between the nodes carries streaming replication and pg_rewind. Nothing runs pcsd
+    (TCP 2224: the roles drive crmsh and the CIB directly), and no role has the nodes SSH to each
+    other (Ansible reaches each node from the controller), so neither is opened.
     """
     port = int(spec.corosync_port)
     rules = [Rule("udp", port, port, "self", "corosync knet"),
-             Rule("tcp", 2224, 2224, "self", "pcsd"),
-             Rule("tcp", 5432, 5432, "self", "PostgreSQL replication"),
-             Rule("tcp", 22, 22, "self", "SSH between the nodes")]
+             Rule("tcp", 5432, 5432, "self", "PostgreSQL replication")]
     rules += [Rule("tcp", 22, 22, str(ipaddress.ip_network(c)), "SSH from admins") for c in spec.admin_cidrs]
     rules += [Rule("tcp", 5432, 5432, str(ipaddress.ip_network(c)), "PostgreSQL clients") for c in spec.client_cidrs]
     return sorted(set(rules))
@@ -242,6 +249,8 @@ class NodeState:
     adopted: bool = False
     instance: Optional[Dict[str, Any]] = None     # as described by EC2; None: to launch
     eni: Optional[Dict[str, Any]] = None          # its primary network interface, as described
+    root_volume: Optional[Dict[str, Any]] = None  # its root EBS volume, as described
+    launched: bool = False                        # launched by this run
 
     @property
     def node(self) -> Optional[Node]:
@@ -260,6 +269,7 @@ class Pair:
     role: Optional[Dict[str, Any]] = None
     role_policy: Optional[str] = None            # normalized JSON of the inline policy, if any
     profile: Optional[Dict[str, Any]] = None
+    image: Optional[Dict[str, Any]] = None               # the image to launch from, as described
     record_fqdn: Optional[str] = None                    # record_name inside the hosted zone
 
     @property
@@ -391,8 +401,17 @@ def read_enis(aws: AwsSession, states: Sequence[NodeState]) -> None:
             state.eni = by_id.get(primary_eni_id(state.instance) or "")
 
 
-def check_image(aws: AwsSession, spec: PairSpec) -> None:
-    """A node to launch needs an existing image and an instance type (and the key pair, if named)."""
+def read_root_volumes(aws: AwsSession, states: Sequence[NodeState]) -> None:
+    """Each existing node's root volume (for its encryption), in one read."""
+    volumes = node_security.read_root_volumes(aws, [s.instance for s in states if s.instance])
+    for state in states:
+        if state.instance:
+            state.root_volume = volumes.get(state.instance["InstanceId"])
+
+
+def check_image(aws: AwsSession, spec: PairSpec) -> Dict[str, Any]:
+    """A node to launch needs an existing image and an instance type (and the key pair, if named);
+    with encryption on, the image must have an EBS root volume. Returns the image."""
     if not spec.image_id or not spec.instance_type:
         raise InputError("image_id and instance_type are required to launch a node (a node without instance_id "
                          "that this cluster has not launched yet).")
@@ -405,6 +424,9 @@ def check_image(aws: AwsSession, spec: PairSpec) -> None:
                              KeyNames=[spec.key_name])
         if not keys:
             raise InputError(f"key_name '{spec.key_name}' is not a key pair in this region.")
+    if spec.encrypt_root_volume:
+        node_security.root_device_mapping(images[0], spec.kms_key_id)
+    return images[0]
 
 
 def _read_or_none(aws: AwsSession, operation: str, resource: str, key: str, missing: Sequence[str],
@@ -491,11 +513,12 @@ def resolve(aws: AwsSession, spec: PairSpec) -> Pair:
     if len(ids) == 2 and ids[0] == ids[1]:
         raise InputError(f"Both nodes resolve to instance {ids[0]}: a pair needs two instances.")
     read_enis(aws, states)
-    if any(s.instance is None for s in states):
-        check_image(aws, spec)
+    read_root_volumes(aws, states)
+    image = check_image(aws, spec) if any(s.instance is None for s in states) else None
     record_fqdn = check_scenario_resources(aws, spec, vpc_id)
     region = aws.settings.region or aws.client("ec2").meta.region_name
-    pair = Pair(spec, region, account_id, iam_policy.partition_of(region), vpc_id, states, record_fqdn=record_fqdn)
+    pair = Pair(spec, region, account_id, iam_policy.partition_of(region), vpc_id, states, image=image,
+                record_fqdn=record_fqdn)
     pair.group = read_group(aws, spec, vpc_id)
     if pair.group:
         _owned_elsewhere("Security group", pair.group["GroupId"], pair.group.get("Tags"), spec.name)
@@ -603,7 +626,10 @@ def launch(w: Writer, pair: Pair, state: NodeState, clock: Callable[[], float],
         "IamInstanceProfile": {"Arn": pair.profile_arn},
         "TagSpecifications": [{"ResourceType": "instance", "Tags": pair.tags(node, name=True)},
                               {"ResourceType": "network-interface", "Tags": pair.tags(node)}],
+        "MetadataOptions": dict(node_security.METADATA_OPTIONS),
     }
+    if spec.encrypt_root_volume:
+        params["BlockDeviceMappings"] = [node_security.root_device_mapping(pair.image or {}, spec.kms_key_id)]
     for key, value in (("PrivateIpAddress", node.private_ip), ("KeyName", spec.key_name),
                        ("UserData", spec.user_data)):
         if value:
@@ -620,13 +646,15 @@ def launch(w: Writer, pair: Pair, state: NodeState, clock: Callable[[], float],
             w.actions.pop()
             sleep(delay)
             delay = min(delay * 2, 8.0)
+    state.launched = True
     if answer:
         state.instance = answer["Instances"][0]
 
 
 def ensure_node(w: Writer, pair: Pair, state: NodeState) -> List[str]:
-    """Tags, the cluster's security group, the instance profile and (route table scenario) the
-    source/destination check on an existing node; returns warnings for what is left as found."""
+    """Tags, the cluster's security group, the instance profile, the metadata options and (route
+    table scenario) the source/destination check on an existing node; returns warnings for what is
+    left as found (another instance profile, a stopped node, an unencrypted root volume)."""
     instance, eni = state.instance or {}, state.eni or {}
     iid, eni_id, node = instance.get("InstanceId", NEW), eni.get("NetworkInterfaceId", NEW), state.spec
     warnings: List[str] = []
@@ -659,7 +687,23 @@ def ensure_node(w: Writer, pair: Pair, state: NodeState) -> List[str]:
         w.write("ec2", "modify_network_interface_attribute", eni_id,
                 f"turn the source/destination check off on {eni_id} ({node.name})",
                 NetworkInterfaceId=eni_id, SourceDestCheck={"Value": False})
+    ensure_metadata_options(w, iid, node.name, instance)
+    if pair.spec.encrypt_root_volume:
+        warning = node_security.unencrypted_warning(f"{node.name} ({iid})", state.root_volume)
+        warnings += [warning] if warning else []
     return warnings
+
+
+def ensure_metadata_options(w: Writer, iid: str, name: str, instance: Dict[str, Any]) -> None:
+    """IMDSv2 only, hop limit 1, endpoint on: one write when any of the three differs."""
+    differ = node_security.metadata_difference(instance)
+    if differ:
+        wanted = node_security.METADATA_OPTIONS
+        # All three are sent, not only those that differ: moto 5.2.5 resets what a call leaves out,
+        # and the call then says the whole wanted state (EC2 keeps what is already so).
+        w.write("ec2", "modify_instance_metadata_options", iid,
+                f"set {', '.join(f'{k}={wanted[k]}' for k in differ)} on the metadata options of {iid} ({name})",
+                InstanceId=iid, **wanted)
 
 
 def wait_running(aws: AwsSession, instance_ids: Sequence[str], timeout: float,
@@ -714,6 +758,8 @@ def summary(pair: Pair) -> Dict[str, Any]:
             "availability_zone": state.availability_zone,
             "subnet_id": state.spec.subnet_id,
             "source_dest_check": eni.get("SourceDestCheck") if eni else None,
+            "metadata_options": node_security.metadata_summary(state.instance),
+            "root_volume_encrypted": state.root_volume.get("Encrypted") if state.root_volume else None,
             "adopted": state.adopted,
         }
     group = pair.group or {}
@@ -735,6 +781,9 @@ def predicted(pair: Pair) -> Dict[str, Any]:
         node = after["nodes"][state.spec.name]
         if node["instance_id"] is None:
             node.update(instance_id=NEW, state="running", network_interface_id=NEW)
+            if pair.spec.encrypt_root_volume:
+                node["root_volume_encrypted"] = True
+        node["metadata_options"] = node_security.wanted_metadata_summary()
         if "route_table" in pair.spec.scenarios:
             node["source_dest_check"] = False
     return after
@@ -749,6 +798,7 @@ def reread(aws: AwsSession, pair: Pair) -> None:
         if state.instance:
             state.instance = found.get(state.instance["InstanceId"], state.instance)
     read_enis(aws, pair.nodes)
+    read_root_volumes(aws, pair.nodes)
     pair.group = read_group(aws, pair.spec, pair.vpc_id)
     read_iam(aws, pair)
 
@@ -765,6 +815,10 @@ def verify(pair: Pair) -> None:
             problems.append(f"node {state.spec.name} is not in security group {pair.group_id}")
         if "route_table" in pair.spec.scenarios and eni.get("SourceDestCheck", True):
             problems.append(f"node {state.spec.name} has its source/destination check on")
+        if state.instance and node_security.metadata_difference(state.instance):
+            problems.append(f"node {state.spec.name} does not require IMDSv2 tokens with hop limit 1")
+        if state.launched and pair.spec.encrypt_root_volume and not (state.root_volume or {}).get("Encrypted"):
+            problems.append(f"node {state.spec.name} was launched without an encrypted root volume")
     if problems:
         raise VerifyError(f"After the writes, {'; '.join(problems)}.")
 

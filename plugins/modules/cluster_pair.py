@@ -14,21 +14,28 @@ description:
   - Builds the AWS side of a two-node HA cluster in one VPC, the nodes in two subnets of different availability zones.
   - Creates (or adopts) the security group C(<name>-cluster), the IAM role C(<name>-node) with an EC2 trust policy and
     one inline policy C(ec2ha-node), the instance profile C(<name>-node) holding the role, and the two instances.
-  - The security group lets the two nodes reach each other (corosync knet UDP, pcsd TCP 2224, PostgreSQL TCP 5432,
-    SSH TCP 22; the group references itself) and admits SSH from O(admin_cidrs) and PostgreSQL from O(client_cidrs).
-    Its ingress rules are reconciled exactly - missing ones are added, any other is removed - because the group is
-    the cluster's own.
+  - The security group opens only what the roles use - between the two nodes corosync knet (UDP O(corosync_port))
+    and PostgreSQL (TCP 5432, replication and pg_rewind; the group references itself), SSH (TCP 22) from
+    O(admin_cidrs) and PostgreSQL from O(client_cidrs). Nothing uses pcsd (TCP 2224) or SSH between the nodes, so
+    neither is opened. Its ingress rules are reconciled exactly - missing ones are added, any other is removed (the
+    pcsd and node-to-node SSH rules of earlier releases too) - because the group is the cluster's own.
   - The inline policy grants fencing (C(ec2:DescribeInstances), C(ec2:StopInstances), C(ec2:StartInstances) on
     instances tagged C(ec2ha:cluster=<name>)) and exactly the calls the ec2ha agents make for the chosen
     O(scenarios), scoped to O(route_table_ids), O(allocation_id), O(hosted_zone_id) and O(record_name).
     See RV(policy), the notes, and C(docs/security.md) for what IAM cannot scope.
+  - Every node requires IMDSv2 (C(HttpTokens=required)) with a hop limit of 1 and the endpoint on - set at launch,
+    converged on an existing or adopted instance (C(ec2:ModifyInstanceMetadataOptions), only when it differs).
+  - A launched node's root volume is encrypted (O(encrypt_root_volume), O(kms_key_id)). An existing node's
+    unencrypted root volume cannot be encrypted in place - it is left as it is, with a warning.
   - Every resource made or adopted is tagged C(ec2ha:cluster=<name>); instances (and their primary network
     interface) also C(ec2ha:node=<node name>), which is how a re-run finds the instances it launched.
-  - An adopted instance (O(nodes[].instance_id)) joins the security group (its other groups stay), is tagged, and gets
-    the instance profile if it has none; an instance profile it already has is kept, with a warning.
+  - An adopted instance (O(nodes[].instance_id)) joins the security group (its other groups stay), is tagged, gets
+    the metadata options above, and gets the instance profile if it has none; an instance profile it already has is
+    kept, with a warning.
   - With the V(route_table) scenario, the source/destination check is turned off on each node's primary interface.
-  - O(image_id), O(instance_type), O(key_name), O(user_data) and O(nodes[].private_ip) are used at launch only; an
-    existing node is never replaced or resized (a different private IP is an error).
+  - O(image_id), O(instance_type), O(key_name), O(user_data), O(encrypt_root_volume), O(kms_key_id) and
+    O(nodes[].private_ip) are used at launch only; an existing node is never replaced or resized (a different private
+    IP is an error).
   - Reads first and writes only the difference; a second run with the same input reports no change and makes no
     write. A run that failed midway leaves tagged resources that the next run finds and completes.
   - Input is checked against AWS before any write; a bad value fails with one sentence and changes nothing.
@@ -50,6 +57,7 @@ options:
       name:
         description:
           - The node's name; the C(Name) tag of an instance this module launches, and the C(ec2ha:node) tag.
+          - A re-run finds the node's instance by the exact value of that tag (C(*) and C(?) are plain characters).
         type: str
         required: true
       subnet_id:
@@ -84,7 +92,7 @@ options:
     type: str
   admin_cidrs:
     description:
-      - CIDR blocks (IPv4 or IPv6) allowed to reach the nodes by SSH (TCP 22). Empty - SSH only between the nodes.
+      - CIDR blocks (IPv4 or IPv6) allowed to reach the nodes by SSH (TCP 22). Empty - no SSH ingress at all.
     type: list
     elements: str
     default: []
@@ -132,6 +140,18 @@ options:
       - The policy allows C(route53:ChangeResourceRecordSets) on this record only (an UPSERT of type A), by the
         condition key C(route53:ChangeResourceRecordSetsNormalizedRecordNames).
     type: str
+  encrypt_root_volume:
+    description:
+      - Launch nodes with an encrypted root volume (the image's root device, EBS encryption).
+      - An existing or adopted node whose root volume is not encrypted gets a warning; EBS cannot encrypt it in place.
+      - V(false) launches the root volume as the image and the account's EBS encryption default say.
+    type: bool
+    default: true
+  kms_key_id:
+    description:
+      - The KMS key (key id, key ARN, alias name or alias ARN) that encrypts launched root volumes.
+      - Default - the account's default EBS key. Needs O(encrypt_root_volume).
+    type: str
   lab_host:
     description:
       - Tag the instances C(ec2ha:lab-host=true) so the embedded lab backs each with a host.
@@ -166,11 +186,14 @@ notes:
     node may write any route. C(ec2:Describe*) and C(route53:ListHostedZonesByName) support no resource-level
     permissions and are on C(*).
   - IAM permissions used by the module itself are C(ec2:Describe*) (subnets, instances, images, key pairs, network
-    interfaces, route tables, addresses, security groups), C(route53:GetHostedZone), C(ec2:CreateSecurityGroup),
-    C(ec2:AuthorizeSecurityGroupIngress), C(ec2:RevokeSecurityGroupIngress), C(ec2:CreateTags), C(ec2:RunInstances),
+    interfaces, volumes, route tables, addresses, security groups), C(route53:GetHostedZone),
+    C(ec2:CreateSecurityGroup), C(ec2:AuthorizeSecurityGroupIngress), C(ec2:RevokeSecurityGroupIngress),
+    C(ec2:CreateTags), C(ec2:RunInstances), C(ec2:ModifyInstanceMetadataOptions),
     C(ec2:ModifyNetworkInterfaceAttribute), C(ec2:AssociateIamInstanceProfile), C(iam:GetRole), C(iam:CreateRole),
     C(iam:UpdateAssumeRolePolicy), C(iam:TagRole), C(iam:GetRolePolicy), C(iam:PutRolePolicy),
     C(iam:GetInstanceProfile), C(iam:CreateInstanceProfile), C(iam:AddRoleToInstanceProfile) and C(iam:PassRole).
+    With O(kms_key_id), the key must also let the caller use it for EBS (C(kms:CreateGrant), C(kms:Decrypt),
+    C(kms:DescribeKey), C(kms:GenerateDataKeyWithoutPlaintext), C(kms:ReEncrypt*)).
 seealso:
   - name: Fence agent for AWS
     description: How fence_aws stops and starts instances.
@@ -196,6 +219,7 @@ EXAMPLES = r"""
     route_table_ids: [rtb-0aaaaaaaaaaaaaaa1, rtb-0bbbbbbbbbbbbbbb2]
     hosted_zone_id: Z0123456789ABCDEFGHIJ
     record_name: primary.db.internal
+    kms_key_id: alias/pg-ebs
     region: eu-west-1
   register: pair
 
@@ -276,6 +300,33 @@ nodes:
       type: bool
       returned: success
       sample: false
+    metadata_options:
+      description: The instance metadata options (in check mode, as they will be).
+      type: dict
+      returned: success
+      contains:
+        http_tokens:
+          description: V(required) - only IMDSv2 session tokens are accepted.
+          type: str
+          returned: success
+          sample: required
+        http_put_response_hop_limit:
+          description: How many network hops the token response may travel.
+          type: int
+          returned: success
+          sample: 1
+        http_endpoint:
+          description: Whether the instance metadata endpoint is on.
+          type: str
+          returned: success
+          sample: enabled
+      sample: {"http_tokens": "required", "http_put_response_hop_limit": 1, "http_endpoint": "enabled"}
+    root_volume_encrypted:
+      description: Whether the root EBS volume is encrypted (null when unknown, as for a node to launch without
+        encryption, or an instance-store root).
+      type: bool
+      returned: success
+      sample: true
     adopted:
       description: Whether the instance was given by O(nodes[].instance_id).
       type: bool
@@ -283,7 +334,10 @@ nodes:
       sample: false
   sample: {"pg1": {"instance_id": "i-0123456789abcdef0", "state": "running", "private_ip": "10.0.1.10",
            "public_ip": null, "network_interface_id": "eni-0123456789abcdef0", "availability_zone": "eu-west-1a",
-           "subnet_id": "subnet-0aaaaaaaaaaaaaaa1", "source_dest_check": false, "adopted": false}}
+           "subnet_id": "subnet-0aaaaaaaaaaaaaaa1", "source_dest_check": false,
+           "metadata_options": {"http_tokens": "required", "http_put_response_hop_limit": 1,
+                                "http_endpoint": "enabled"},
+           "root_volume_encrypted": true, "adopted": false}}
 vpc_id:
   description: The pair's VPC.
   returned: success
@@ -326,7 +380,7 @@ after:
   description: The pair as re-read after the run; in check mode, as the planned writes would leave it.
   returned: success
   type: dict
-  sample: {"security_group": {"id": "sg-0123456789abcdef0", "ingress": ["tcp 22 from self"]}, "role": "pg-node",
+  sample: {"security_group": {"id": "sg-0123456789abcdef0", "ingress": ["udp 5405 from self"]}, "role": "pg-node",
            "policy": {}, "instance_profile": "pg-node", "nodes": {}}
 aws_calls:
   description:
@@ -366,6 +420,8 @@ ARGUMENT_SPEC: Dict[str, Any] = dict(
     allocation_id=dict(type="str"),
     hosted_zone_id=dict(type="str"),
     record_name=dict(type="str"),
+    encrypt_root_volume=dict(type="bool", default=True),
+    kms_key_id=dict(type="str", no_log=False),
     lab_host=dict(type="bool", default=False),
     wait_timeout=dict(type="float", default=300.0),
 )
@@ -380,7 +436,8 @@ def spec_from(p: Dict[str, Any]) -> cluster_pair.PairSpec:
         client_cidrs=tuple(p["client_cidrs"]), corosync_port=p["corosync_port"],
         scenarios=tuple(dict.fromkeys(p["scenarios"])), route_table_ids=tuple(dict.fromkeys(p["route_table_ids"])),
         allocation_id=p["allocation_id"], hosted_zone_id=p["hosted_zone_id"], record_name=p["record_name"],
-        lab_host=p["lab_host"], wait_timeout=p["wait_timeout"])
+        encrypt_root_volume=p["encrypt_root_volume"], kms_key_id=p["kms_key_id"], lab_host=p["lab_host"],
+        wait_timeout=p["wait_timeout"])
 
 
 def main() -> None:

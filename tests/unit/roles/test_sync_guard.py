@@ -250,11 +250,17 @@ def test_check_fails_and_publishes_unknown_when_passes_stop_deciding(failing_clu
     import os
     import time
     bin_dir, log = failing_cluster
-    pass_file = tmp_path / "guard.pass"
+    pass_file, pid_file = tmp_path / "guard.pass", tmp_path / "guard.pid"
     run = ["/usr/bin/python3", str(ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"), "--mode", "sync",
-           "--nodes", "alpha,bravo", "--self-name", "alpha", "--pass-file", str(pass_file), "--stale-after", "30",
-           "--check"]
+           "--nodes", "alpha,bravo", "--self-name", "alpha", "--pass-file", str(pass_file), "--pid-file",
+           str(pid_file), "--stale-after", "30", "--check"]
     env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin")
+    # The agent's start runs the hook right after it spawned the guard (its pid file is new):
+    # that guard has not decided yet and must not fail its start (seen in the lab: it did).
+    pid_file.write_text("4242\n")
+    assert subprocess.run(run, env=env, capture_output=True, text=True, check=False).returncode == 0
+    old = time.time() - 31
+    os.utime(pid_file, (old, old))
     never = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
     assert never.returncode == 1 and "no decided pass yet" in never.stderr
     pass_file.touch()

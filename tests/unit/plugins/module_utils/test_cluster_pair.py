@@ -59,6 +59,9 @@ def spec(**overrides: Any) -> cp.PairSpec:
     ({"scenarios": ("route53",), "hosted_zone_id": "Z0123456789ABC"},
      "^Scenario route53 needs record_name: the node policy is scoped to it"),
     ({"record_name": "db.example.internal"}, "^record_name is set but route53 is not in scenarios"),
+    ({"encrypt_root_volume": False, "kms_key_id": "alias/ebs"},
+     "^kms_key_id is set but encrypt_root_volume is false"),
+    ({"kms_key_id": "my key"}, "^kms_key_id 'my key' is not a KMS key id, key ARN, alias name or alias ARN"),
     ({"scenarios": ("carrier_pigeon",)}, "not among route_table, elastic_ip, route53"),
     ({"name": "x" * 59}, "must be 1-58 letters"),
     ({"corosync_port": 70000}, "is not a port number"),
@@ -71,10 +74,12 @@ def test_bad_input_is_one_sentence_before_any_call(stubbed, overrides, message):
     assert stubbed.aws.calls == []
 
 
-def test_wanted_rules_are_cluster_traffic_from_the_group_and_ssh_from_admins():
+def test_wanted_rules_are_only_the_ports_the_roles_use():
+    # corosync knet and PostgreSQL (replication, pg_rewind) between the nodes; SSH from admins and
+    # PostgreSQL from clients. Nothing listens on pcsd's 2224, and no role makes the nodes SSH to each other.
     rules = [str(r) for r in cp.wanted_rules(spec(client_cidrs=("10.0.0.0/16",)))]
-    assert rules == ["tcp 22 from 10.99.0.0/16", "tcp 22 from self", "tcp 2224 from self",
-                     "tcp 5432 from 10.0.0.0/16", "tcp 5432 from self", "udp 5405 from self"]
+    assert rules == ["tcp 22 from 10.99.0.0/16", "tcp 5432 from 10.0.0.0/16", "tcp 5432 from self",
+                     "udp 5405 from self"]
 
 
 # --- the InvalidGroup.Duplicate race (Stubber) ---------------------------------------------------
@@ -111,8 +116,6 @@ def test_a_group_made_by_another_run_meanwhile_is_taken_and_reconciled(stubbed):
     added = sorted(f"{p['IpProtocol']} {p['FromPort']} {(p.get('IpRanges') or p.get('UserIdGroupPairs'))[0]}"
                    for p in authorized.params["IpPermissions"])
     assert added == ["tcp 22 {'CidrIp': '10.99.0.0/16', 'Description': 'SSH from admins'}",
-                     f"tcp 22 {{'GroupId': '{GROUP}', 'Description': 'SSH between the nodes'}}",
-                     f"tcp 2224 {{'GroupId': '{GROUP}', 'Description': 'pcsd'}}",
                      f"tcp 5432 {{'GroupId': '{GROUP}', 'Description': 'PostgreSQL replication'}}"]
 
 
@@ -136,6 +139,8 @@ def launch_pair() -> cp.Pair:
     pair = cp.Pair(spec(), "us-east-1", "123456789012", "aws", "vpc-00000001", [node])
     pair.group = group([])
     pair.profile = {"Arn": "arn:aws:iam::123456789012:instance-profile/pg-node", "Roles": []}
+    pair.image = {"ImageId": "ami-00000001", "RootDeviceName": "/dev/xvda", "RootDeviceType": "ebs",
+                  "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}]}
     return pair
 
 
@@ -159,6 +164,10 @@ def test_launch_retries_while_the_new_instance_profile_is_unknown_then_launches_
     launched = [c for c in stubbed.aws.calls if c.operation == "run_instances"][-1].params
     assert launched["IamInstanceProfile"] == {"Arn": "arn:aws:iam::123456789012:instance-profile/pg-node"}
     assert launched["SecurityGroupIds"] == [GROUP] and launched["SubnetId"] == SUBNET_A
+    assert launched["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
+                                           "HttpEndpoint": "enabled"}
+    # Only the root device, encrypted; type and delete-on-termination stay the image's.
+    assert launched["BlockDeviceMappings"] == [{"DeviceName": "/dev/xvda", "Ebs": {"Encrypted": True, "VolumeSize": 8}}]
 
 
 def test_launch_gives_up_on_another_invalid_parameter_at_once(stubbed):
@@ -269,11 +278,142 @@ def test_a_rule_added_by_hand_is_removed_and_a_missing_one_restored(endpoint):
         {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
          "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "by hand"}]}])
     ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 2224, "ToPort": 2224, "UserIdGroupPairs": [{"GroupId": group_id, "Description": "pcsd"}]}])
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+         "UserIdGroupPairs": [{"GroupId": group_id, "Description": "PostgreSQL replication"}]}])
 
     fix = AwsSession(settings(endpoint))
     result = cp.converge(fix, cp.resolve(fix, dataclasses.replace(wanted)))
 
-    assert result.actions == ["allow tcp 2224 from self", "remove tcp 5432 from 0.0.0.0/0"]
+    assert result.actions == ["allow tcp 5432 from self", "remove tcp 5432 from 0.0.0.0/0"]
     sg = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
     assert {str(r) for r in cp.rules_of(sg)} == {str(r) for r in cp.wanted_rules(wanted)}
+
+
+def test_a_group_with_the_old_pcsd_and_node_ssh_rules_loses_them(endpoint):
+    """A group made by an earlier release opened pcsd (2224) and SSH between the nodes: both go."""
+    world = world_builder.build(endpoint, "us-east-1", "co" + uuid.uuid4().hex[:6])
+    aws = AwsSession(settings(endpoint))
+    ec2 = aws.client("ec2")
+    wanted = spec(name="old" + uuid.uuid4().hex[:6],
+                  nodes=(cp.NodeSpec("n1", world["subnets"]["a"], instance_id=world["node1"]["id"]),
+                         cp.NodeSpec("n2", world["subnets"]["b"], instance_id=world["node2"]["id"])))
+    group_id = cp.converge(aws, cp.resolve(aws, wanted)).as_dict()["security_group_id"]
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+         "UserIdGroupPairs": [{"GroupId": group_id, "Description": label}]}
+        for port, label in ((2224, "pcsd"), (22, "SSH between the nodes"))])
+
+    fix = AwsSession(settings(endpoint))
+    result = cp.converge(fix, cp.resolve(fix, wanted))
+
+    assert result.actions == ["remove tcp 22 from self; tcp 2224 from self"]
+    sg = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    assert sorted(str(r) for r in cp.rules_of(sg)) == ["tcp 22 from 10.99.0.0/16", "tcp 5432 from self",
+                                                       "udp 5405 from self"]
+
+
+# --- instance metadata (IMDSv2 only, hop limit 1) and the root volume's encryption (moto server) ----
+
+WANTED_METADATA = {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"}
+
+
+def described(ec2: Any, instance_ids: List[str]) -> Dict[str, Dict[str, Any]]:
+    reservations = ec2.describe_instances(InstanceIds=instance_ids)["Reservations"]
+    return {i["InstanceId"]: i for r in reservations for i in r["Instances"]}
+
+
+def metadata(instance: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: instance["MetadataOptions"].get(k) for k in WANTED_METADATA}
+
+
+def root_volume(ec2: Any, instance: Dict[str, Any]) -> Dict[str, Any]:
+    volume_id = next(m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]
+                     if m["DeviceName"] == instance["RootDeviceName"])
+    return ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+
+
+def test_launched_nodes_require_imdsv2_and_have_an_encrypted_root_volume(endpoint):
+    world = world_builder.build(endpoint, "us-east-1", "cm" + uuid.uuid4().hex[:6])
+    aws = AwsSession(settings(endpoint))
+    ec2 = aws.client("ec2")
+    key = aws.client("kms").create_key(Description="ec2ha test")["KeyMetadata"]["Arn"]
+    wanted = spec(name="imds" + uuid.uuid4().hex[:6],
+                  nodes=(cp.NodeSpec("n1", world["subnets"]["a"]), cp.NodeSpec("n2", world["subnets"]["b"])),
+                  image_id=ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"], kms_key_id=key)
+
+    result = cp.converge(aws, cp.resolve(aws, wanted)).as_dict()
+
+    instances = described(ec2, [n["instance_id"] for n in result["nodes"].values()])
+    assert len(instances) == 2
+    for instance in instances.values():
+        assert metadata(instance) == WANTED_METADATA
+        volume = root_volume(ec2, instance)
+        assert volume["Encrypted"] is True and volume["KmsKeyId"] in (key, key.split("/")[-1])
+    again = AwsSession(settings(endpoint))
+    assert not cp.converge(again, cp.resolve(again, wanted)).changed and writes(again) == []
+
+
+def test_encryption_left_off_launches_as_the_image_says(endpoint):
+    world = world_builder.build(endpoint, "us-east-1", "cu" + uuid.uuid4().hex[:6])
+    aws = AwsSession(settings(endpoint))
+    ec2 = aws.client("ec2")
+    wanted = spec(name="plain" + uuid.uuid4().hex[:6],
+                  nodes=(cp.NodeSpec("n1", world["subnets"]["a"]), cp.NodeSpec("n2", world["subnets"]["b"])),
+                  image_id=ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"], encrypt_root_volume=False)
+
+    result = cp.converge(aws, cp.resolve(aws, wanted))
+
+    launched = [c.params for c in aws.calls if c.operation == "run_instances"]
+    assert len(launched) == 2 and not any("BlockDeviceMappings" in p for p in launched)
+    instances = described(ec2, [n["instance_id"] for n in result.as_dict()["nodes"].values()])
+    assert all(metadata(i) == WANTED_METADATA for i in instances.values())
+    assert all(root_volume(ec2, i)["Encrypted"] is False for i in instances.values())
+    assert result.warnings == []
+
+
+def test_an_adopted_instance_gets_imdsv2_and_a_warning_for_its_unencrypted_root(endpoint):
+    world = world_builder.build(endpoint, "us-east-1", "ca" + uuid.uuid4().hex[:6])
+    ids = [world["node1"]["id"], world["node2"]["id"]]
+    ec2 = AwsSession(settings(endpoint)).client("ec2")
+    assert {described(ec2, ids)[i]["MetadataOptions"]["HttpTokens"] for i in ids} == {"optional"}
+    wanted = spec(name="adopt" + uuid.uuid4().hex[:6],
+                  nodes=(cp.NodeSpec("n1", world["subnets"]["a"], instance_id=ids[0]),
+                         cp.NodeSpec("n2", world["subnets"]["b"], instance_id=ids[1])))
+
+    check = AwsSession(settings(endpoint))
+    planned = cp.converge(check, cp.resolve(check, wanted), check_mode=True)
+    assert [c.resource for c in check.calls if c.operation == "modify_instance_metadata_options"] == ids
+    assert all(c.planned for c in check.calls if c.operation == "modify_instance_metadata_options")
+    assert {described(ec2, ids)[i]["MetadataOptions"]["HttpTokens"] for i in ids} == {"optional"}
+    assert [n["metadata_options"]["http_tokens"] for n in planned.after["nodes"].values()] == ["required"] * 2
+
+    run = AwsSession(settings(endpoint))
+    result = cp.converge(run, cp.resolve(run, wanted))
+    assert all(metadata(i) == WANTED_METADATA for i in described(ec2, ids).values())
+    # The root volume cannot be encrypted in place: said, not done.
+    unencrypted = [w for w in result.warnings if "root volume" in w and "not encrypted" in w]
+    assert len(unencrypted) == 2 and all(root_volume(ec2, i)["Encrypted"] is False
+                                         for i in described(ec2, ids).values())
+
+    again = AwsSession(settings(endpoint))
+    second = cp.converge(again, cp.resolve(again, wanted))
+    assert not second.changed and writes(again) == []
+
+
+def test_a_node_name_with_wildcards_matches_only_itself(endpoint):
+    """ec2ha:node is a filter value, where * and ? are wildcards: a node "n?" is not n1 or n2."""
+    world = world_builder.build(endpoint, "us-east-1", "cw" + uuid.uuid4().hex[:6])
+    aws = AwsSession(settings(endpoint))
+    image = aws.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    name = "wild" + uuid.uuid4().hex[:6]
+    first = spec(name=name, nodes=(cp.NodeSpec("n1", world["subnets"]["a"]), cp.NodeSpec("n2", world["subnets"]["b"])),
+                 image_id=image)
+    built = cp.converge(aws, cp.resolve(aws, first)).as_dict()["nodes"]
+
+    reader = AwsSession(settings(endpoint))
+    pair = cp.resolve(reader, dataclasses.replace(first, nodes=(cp.NodeSpec("n?", world["subnets"]["a"]),
+                                                                cp.NodeSpec("n2", world["subnets"]["b"]))))
+
+    assert pair.nodes[0].instance is None
+    assert pair.nodes[1].instance["InstanceId"] == built["n2"]["instance_id"]
+    assert writes(reader) == []

@@ -4,7 +4,9 @@
 The tests judge the module by what AWS says, never by the module's own result:
 
     pair_state.py --endpoint-url URL --region R show VPC_ID CLUSTER [CLUSTER...]
-        -> {"clusters": {CLUSTER: {"instances": {node: {...}}, "security_group": {...} or null,
+        -> {"clusters": {CLUSTER: {"instances": {node: {..., "metadata": {HttpTokens, HttpPutResponseHopLimit,
+                                                              HttpEndpoint}, "root_encrypted": bool}},
+                                   "security_group": {...} or null,
                                    "role": {...} or null, "instance_profile": [role names] or null}},
             "counts": {"instances", "security_groups", "roles", "instance_profiles"}}
     pair_state.py --endpoint-url URL --region R prepare VPC_ID SUBNET_A
@@ -45,6 +47,15 @@ def rules(group: Dict[str, Any]) -> List[str]:
     return sorted(found)
 
 
+def root_encrypted(ec2: Any, inst: Dict[str, Any]) -> Any:
+    """The root EBS volume's Encrypted flag, as describe_volumes says (None: no EBS root)."""
+    volume_id = next((m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", [])
+                      if m["DeviceName"] == inst.get("RootDeviceName") and "Ebs" in m), None)
+    if volume_id is None:
+        return None
+    return ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Encrypted"]
+
+
 def live_instances(ec2: Any, filters: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     filters = filters + [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
     return [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
@@ -61,7 +72,10 @@ def cluster(ec2: Any, iam: Any, vpc_id: str, name: str) -> Dict[str, Any]:
             "private_ip": inst["PrivateIpAddress"], "tags": tags(inst),
             "instance_profile": (inst.get("IamInstanceProfile") or {}).get("Arn"),
             "network_interface_id": eni_id, "source_dest_check": eni["SourceDestCheck"],
-            "groups": sorted(g["GroupName"] for g in eni["Groups"]), "eni_tags": tags(eni)}
+            "groups": sorted(g["GroupName"] for g in eni["Groups"]), "eni_tags": tags(eni),
+            "metadata": {k: (inst.get("MetadataOptions") or {}).get(k)
+                         for k in ("HttpTokens", "HttpPutResponseHopLimit", "HttpEndpoint")},
+            "root_encrypted": root_encrypted(ec2, inst)}
     groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
                                                    {"Name": "group-name", "Values": [f"{name}-cluster"]}])
     group = groups["SecurityGroups"][0] if groups["SecurityGroups"] else None
