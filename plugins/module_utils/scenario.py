@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ec2ha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the three scenario cores share: a planned write, a monitor's answer, a bounded re-read.
+"""What the three scenario cores share: a planned write, a monitor's answer, a bounded re-read,
+a deadline and the retry of a call the API left unanswered.
 
 No Ansible import: the OCF agents on the nodes run this too.
 """
@@ -71,3 +72,45 @@ def reread_until(read: Callable[[], T], judge: Callable[[T], Status], timeout: f
             return reading, status
         sleep(delay)
         delay = min(delay * 2, 2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadline:
+    """The moment (on ``clock``) an action must be done by: an agent's operation timeout minus a
+    margin. Every wait inside the action gets what is left of it, never more."""
+
+    at: float
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def after(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> "Deadline":
+        return cls(clock() + seconds, clock)
+
+    def left(self) -> float:
+        return max(0.0, self.at - self.clock())
+
+
+def retry_transient(attempt: Callable[[], T], deadline: Deadline,
+                    sleep: Callable[[float], None] = time.sleep,
+                    on_retry: Callable[[AwsCallError, float], None] = lambda error, pause: None,
+                    first_pause: float = 0.5, max_pause: float = 4.0) -> T:
+    """``attempt()`` again after a transient AwsCallError (throttling, 5xx, no answer: botocore's
+    own retries were spent), while another try fits before the deadline; the last error is raised.
+
+    A try "fits" when the pause plus as long as the last try took is left: a call timing out costs
+    its whole timeout again, a throttle costs milliseconds. Pauses double from ``first_pause`` up
+    to ``max_pause``. ``attempt`` must be safe to repeat: each converge re-reads and writes only
+    what is still different, so a retry after a half-done move finishes it.
+    """
+    pause = first_pause
+    while True:
+        began = deadline.clock()
+        try:
+            return attempt()
+        except AwsCallError as exc:
+            took = deadline.clock() - began
+            if not exc.transient or deadline.left() < pause + took:
+                raise
+            on_retry(exc, pause)
+        sleep(pause)
+        pause = min(pause * 2, max_pause)
