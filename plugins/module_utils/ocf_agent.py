@@ -8,12 +8,17 @@ installs a three-line executable per agent that calls :func:`main`. Each agent r
 scenario core the modules run:
 
 - start: converge the endpoint onto this node (identity from IMDSv2), then keep the resolved
-  target in /run so monitors cost one or two reads;
-- monitor: ok -> running; wrong -> repair in place (converge), fail only if the repair fails;
+  target in /run so monitors cost one or two reads; a converge the API left unanswered
+  (throttling, 5xx, no connection) is tried again until the action's deadline;
+- monitor: ok -> running; wrong -> repair in place (converge, retried like start), fail only if
+  the repair fails, and then softly (OCF_ERR_GENERIC: Pacemaker recovers it on this node);
   unknown (API timeout or throttling) -> not a failure, logged, checked again next interval;
 - stop: local clean-up only (the VIP address leaves the local interface); no AWS call, so a node
   cut off from the API can still stop cleanly and be fenced;
-- every AWS call is bounded: short connect/read timeouts and few attempts.
+- every AWS call is bounded: short connect/read timeouts and few attempts; every action has one
+  deadline, its Pacemaker timeout (OCF_RESKEY_CRM_meta_timeout) less a margin, and every wait in
+  it (retries, re-reads, Route 53's INSYNC) gets what is left of it, never more;
+- a failed action says why on stderr as ``ocf-exit-reason:``, which crm_mon shows.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import sys
 import syslog
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, route_table
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
@@ -37,6 +42,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     Ec2haError,
     InputError,
 )
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Deadline, retry_transient
 
 OCF_SUCCESS = 0
 OCF_ERR_GENERIC = 1
@@ -48,6 +54,15 @@ OCF_NOT_RUNNING = 7
 
 RUN_DIR = "/run/ec2ha"
 IMDS_URL = "http://169.254.169.254"
+# Seconds each action may take when Pacemaker does not say (a manual run); the meta-data
+# advertises the same, and the recovery_kit role configures them.
+ACTION_TIMEOUTS = {"start": 60, "stop": 15, "monitor": 30, "validate-all": 10, "meta-data": 5}
+# An action answers this much before Pacemaker would kill it: the larger of 2 s and 10 %.
+MARGIN_SECONDS = 2.0
+MARGIN_SHARE = 0.10
+# An exit reason (or a node attribute) is one line crm_mon shows: whitespace folded, this long at most.
+ONE_LINE_MAX_CHARS = 300
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -65,6 +80,24 @@ COMMON_PARAMS = [
     Param("max_attempts", "Attempts per AWS call, first try included.", default="3"),
     Param("imds_url", "Instance metadata service base URL.", default=IMDS_URL),
 ]
+
+
+def action_seconds(action: str, env: Dict[str, str]) -> float:
+    """The action's timeout: Pacemaker passes it in ms (OCF_RESKEY_CRM_meta_timeout), else the
+    meta-data's default."""
+    try:
+        seconds = int(env.get("OCF_RESKEY_CRM_meta_timeout", "").strip()) / 1000
+    except ValueError:
+        seconds = 0
+    return seconds if seconds > 0 else float(ACTION_TIMEOUTS.get(action, ACTION_TIMEOUTS["monitor"]))
+
+
+def action_deadline(action: str, env: Dict[str, str]) -> Deadline:
+    """When the action must be done: its timeout less the margin (at most half of it), so the agent
+    answers, with its reason, before Pacemaker kills it."""
+    seconds = action_seconds(action, env)
+    margin = min(max(MARGIN_SECONDS, MARGIN_SHARE * seconds), seconds / 2)
+    return Deadline.after(seconds - margin)
 
 
 class Identity:
@@ -126,6 +159,10 @@ class Agent:
                 max_attempts=int(self.param("max_attempts")), connect_timeout=timeout, read_timeout=timeout))
         return self._aws
 
+    def call_seconds(self) -> float:
+        """What one AWS call may take (one attempt): the room a step after a wait needs."""
+        return float(self.param("api_timeout"))
+
     def validate(self) -> None:
         missing = [p.name for p in self.params if p.required and not self.param(p.name)]
         if missing:
@@ -136,7 +173,8 @@ class Agent:
         """Validate against AWS and return the target (this node)."""
         raise NotImplementedError
 
-    def converge(self, target: Any) -> bool:
+    def converge(self, target: Any, deadline: Deadline) -> bool:
+        """Put the endpoint on the target; every wait in it bounded by ``deadline``."""
         raise NotImplementedError
 
     def check(self, target: Any) -> Any:
@@ -158,22 +196,28 @@ class Agent:
         return True
 
     # -- OCF actions ------------------------------------------------------------------------------
-    def start(self) -> int:
-        target = self.resolve()
-        changed = self.converge(target)
+    def start(self, deadline: Deadline) -> int:
+        # A throttled or unanswered call used to fail the start at once, and Pacemaker's
+        # start-failure-is-fatal then banned the endpoint from the only node it may run on,
+        # half-moved. A converge re-reads and writes only what is still different, so trying
+        # again within the start's own timeout finishes the move.
+        def attempt() -> Any:
+            target = self.resolve()
+            return target, self.converge(target, deadline)
+
+        target, changed = self.retrying(attempt, deadline)
         self.local_up(target)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(self.dump(target)))
         log(f"{self.resource}: started on {self.instance_id()} ({'moved' if changed else 'already here'})")
         return OCF_SUCCESS
 
-    def stop(self) -> int:
+    def stop(self, deadline: Deadline) -> int:
         self.local_down()
-        if self.state_file.exists():
-            self.state_file.unlink()
+        self.state_file.unlink(missing_ok=True)
         return OCF_SUCCESS
 
-    def monitor(self) -> int:
+    def monitor(self, deadline: Deadline) -> int:
         if not self.state_file.exists():
             return OCF_NOT_RUNNING
         target = self.load(json.loads(self.state_file.read_text()))
@@ -181,15 +225,28 @@ class Agent:
             log(f"{self.resource}: local address missing, restoring it", syslog.LOG_WARNING)
             self.local_up(target)
         status = self.check(target)
-        if status.status == "ok":
-            return OCF_SUCCESS
         if status.status == "unknown":
             log(f"{self.resource}: state unknown ({'; '.join(status.details)}); not a failure, "
                 "checking again next interval", syslog.LOG_WARNING)
             return OCF_SUCCESS
+        if status.ok:
+            return OCF_SUCCESS
         log(f"{self.resource}: wrong ({'; '.join(status.details)}); repairing", syslog.LOG_WARNING)
-        self.converge(target)
+        try:
+            self.retrying(lambda: self.converge(target, deadline), deadline)
+        except InputError as exc:
+            # The configuration held at start; what changed since is the world (a CNAME took the
+            # name, the EIP was released). OCF_ERR_CONFIGURED would stop the endpoint on every
+            # node for good; a soft failure makes Pacemaker recover it here, and that start then
+            # says whether the configuration still holds.
+            fail(f"{self.resource}: monitor: cannot repair: {exc}", str(exc))
+            return OCF_ERR_GENERIC
         return OCF_SUCCESS
+
+    def retrying(self, attempt: Callable[[], T], deadline: Deadline) -> T:
+        def logged(exc: AwsCallError, pause: float) -> None:
+            log(f"{self.resource}: {exc} Trying again in {pause:g} s.", syslog.LOG_WARNING)
+        return retry_transient(attempt, deadline, on_retry=logged)
 
     def metadata(self) -> str:
         params = "\n".join(
@@ -209,11 +266,11 @@ collection's own scenario core; monitor repairs a wrong state and treats an unan
 {params}
  </parameters>
  <actions>
-  <action name="start" timeout="30s"/>
-  <action name="stop" timeout="15s"/>
-  <action name="monitor" timeout="30s" interval="10s" depth="0"/>
-  <action name="validate-all" timeout="10s"/>
-  <action name="meta-data" timeout="5s"/>
+  <action name="start" timeout="{ACTION_TIMEOUTS['start']}s"/>
+  <action name="stop" timeout="{ACTION_TIMEOUTS['stop']}s"/>
+  <action name="monitor" timeout="{ACTION_TIMEOUTS['monitor']}s" interval="10s" depth="0"/>
+  <action name="validate-all" timeout="{ACTION_TIMEOUTS['validate-all']}s"/>
+  <action name="meta-data" timeout="{ACTION_TIMEOUTS['meta-data']}s"/>
  </actions>
 </resource-agent>
 """
@@ -229,18 +286,23 @@ class VipRouteAgent(Agent):
     ]
 
     def resolve(self) -> route_table.Target:
+        # create: a route deleted by hand in one of the target's tables (those listed, or found
+        # routing the VIP at start) is created again, not a configuration error that stops the
+        # endpoint everywhere; the node role may CreateRoute on those tables only.
         tables = self.param("route_tables").replace(",", " ").split() or None
         return route_table.resolve_target(self.aws, self.param("vip"), self.instance_id(), tables,
-                                          self.param("interface") or None)[0]
+                                          self.param("interface") or None, create=True)[0]
 
-    def converge(self, target: route_table.Target) -> bool:
-        return route_table.converge(self.aws, target).changed
+    def converge(self, target: route_table.Target, deadline: Deadline) -> bool:
+        verify = min(route_table.DEFAULT_VERIFY_TIMEOUT, deadline.left())
+        return route_table.converge(self.aws, target, verify_timeout=verify).changed
 
     def check(self, target: route_table.Target) -> Any:
         return route_table.monitor(self.aws, target)
 
     def load(self, data: Dict[str, Any]) -> route_table.Target:
-        return route_table.Target(**data)
+        # A target kept by an older agent (create false) gets the same repair.
+        return route_table.Target(**dict(data, create=True))
 
     def local_up(self, target: route_table.Target) -> None:
         if not self.local_ok(target):
@@ -269,6 +331,7 @@ class ElasticIpAgent(Agent):
     ]
 
     def validate(self) -> None:
+        super().validate()
         if bool(self.param("public_ip")) == bool(self.param("allocation_id")):
             raise InputError("elastic_ip: give exactly one of public_ip and allocation_id.")
 
@@ -279,8 +342,9 @@ class ElasticIpAgent(Agent):
                                   private_ip=self.param("private_ip") or None)
         return elastic_ip.resolve_target(self.aws, spec)[0]
 
-    def converge(self, target: elastic_ip.EipTarget) -> bool:
-        return elastic_ip.converge(self.aws, target).changed
+    def converge(self, target: elastic_ip.EipTarget, deadline: Deadline) -> bool:
+        verify = min(elastic_ip.DEFAULT_VERIFY_TIMEOUT, deadline.left())
+        return elastic_ip.converge(self.aws, target, verify_timeout=verify).changed
 
     def check(self, target: elastic_ip.EipTarget) -> Any:
         return elastic_ip.monitor(self.aws, target)
@@ -297,7 +361,8 @@ class DnsRecordAgent(Agent):
         Param("address", "Which address of this node the record holds: private or public.", default="private"),
         Param("ttl", "The record's TTL in seconds.", default="60"),
         Param("private_zone", "true or false, when a private and a public zone share the name."),
-        Param("wait_timeout", "Seconds to wait for the change to be INSYNC.", default="60"),
+        Param("wait_timeout", "Seconds to wait for the change to be INSYNC, at most what is left of the "
+              "action's timeout.", default="60"),
     ]
 
     def spec(self) -> dns_record.DnsSpec:
@@ -310,8 +375,21 @@ class DnsRecordAgent(Agent):
     def resolve(self) -> dns_record.DnsTarget:
         return dns_record.resolve_target(self.aws, self.spec())
 
-    def converge(self, target: dns_record.DnsTarget) -> bool:
-        return dns_record.converge(self.aws, target, wait_timeout=float(self.param("wait_timeout"))).changed
+    def converge(self, target: dns_record.DnsTarget, deadline: Deadline) -> bool:
+        # The wait gets what is left of the action's deadline, less one call for the re-read.
+        wait = min(float(self.param("wait_timeout")), max(0.0, deadline.left() - self.call_seconds()))
+        try:
+            return dns_record.converge(self.aws, target, wait_timeout=wait).changed
+        except dns_record.WaitTimeout as exc:
+            # Written, not yet INSYNC: a success once the record reads back. Route 53's API shows
+            # it already and its DNS servers follow on their own (INSYNC is about propagation, not
+            # acceptance); failing the start instead would make Pacemaker's start failure fatal on
+            # the only node the endpoint may run on, and leave the record pointing here anyway.
+            # The next monitors keep reading it.
+            dns_record.verify(self.aws, target)
+            log(f"{self.resource}: the record is written and reads back, but change {exc.change_id} is not yet "
+                f"INSYNC at the action's deadline; going on ({exc})", syslog.LOG_WARNING)
+            return True
 
     def check(self, target: dns_record.DnsTarget) -> Any:
         return dns_record.monitor(self.aws, target)
@@ -334,29 +412,38 @@ def log(message: str, priority: int = syslog.LOG_INFO) -> None:
     sys.stderr.write(message + "\n")
 
 
+def one_line(text: str, limit: int = ONE_LINE_MAX_CHARS) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def fail(message: str, reason: str) -> None:
+    """Log a failed action and tell Pacemaker why: the last ``ocf-exit-reason:`` line on stderr is
+    what crm_mon shows beside the failed action."""
+    log(message, syslog.LOG_ERR)
+    sys.stderr.write(f"ocf-exit-reason:{one_line(reason)}\n")
+
+
 def run_action(agent: Agent, action: str) -> int:
     """One OCF action -> its exit code; typed errors become the OCF code that fits them."""
-    handlers: Dict[str, Callable[[], int]] = {
+    handlers: Dict[str, Callable[[Deadline], int]] = {
         "start": agent.start, "stop": agent.stop, "monitor": agent.monitor, "status": agent.monitor,
-        "validate-all": lambda: OCF_SUCCESS,
+        "validate-all": lambda deadline: OCF_SUCCESS,
     }
     if action == "meta-data":
         sys.stdout.write(agent.metadata())
         return OCF_SUCCESS
     if action not in handlers:
         return OCF_ERR_UNIMPLEMENTED
+    deadline = action_deadline("monitor" if action == "status" else action, agent.env)
     try:
         if action != "stop":
             agent.validate()
-        return handlers[action]()
+        return handlers[action](deadline)
     except InputError as exc:
-        log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
+        fail(f"{agent.resource}: {action}: {exc}", str(exc))
         return OCF_ERR_CONFIGURED
-    except AwsCallError as exc:
-        log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
-        return OCF_ERR_GENERIC
     except (Ec2haError, OSError, http.client.HTTPException, subprocess.SubprocessError, ValueError) as exc:
-        log(f"{agent.resource}: {action}: {exc}", syslog.LOG_ERR)
+        fail(f"{agent.resource}: {action}: {exc}", str(exc))
         return OCF_ERR_GENERIC
 
 

@@ -16,7 +16,7 @@ import threading
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
 
 import boto3
 import pytest
@@ -26,8 +26,10 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils import ocf_agent
 REPO = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
+sys.path.insert(0, str(REPO))  # the lab's fault injection (lab/faults.py) on the tests' moto
 import moto_server  # noqa: E402
 import world as world_builder  # noqa: E402
+from lab import faults  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                                 reason="needs root and iproute2 for the test's network namespace")
@@ -167,8 +169,9 @@ def test_monitor_answers_unknown_as_running_when_the_api_does_not_answer(
         world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
     be(imds, world["node2"])
     assert run("vip_route", "start", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    # A 4 s operation timeout: the start below tries again until its deadline (2 s) before it fails.
     closed = dict(env, OCF_RESKEY_endpoint_url="http://127.0.0.1:9", OCF_RESKEY_max_attempts="1",
-                  OCF_RESKEY_api_timeout="1")
+                  OCF_RESKEY_api_timeout="1", OCF_RESKEY_CRM_meta_timeout="4000")
     assert run("vip_route", "monitor", closed, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
     # A start cannot succeed without the API: it fails rather than pretend.
     assert run("vip_route", "stop", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
@@ -207,3 +210,143 @@ def test_meta_data_is_valid_xml_naming_every_parameter(agent: str, capsys: pytes
     assert {"region", "endpoint_url", "api_timeout"} <= names
     assert {a.get("name") for a in root.iter("action")} >= {"start", "stop", "monitor", "meta-data"}
     assert ocf_agent.main(agent, ["promote"], {}) == ocf_agent.OCF_ERR_UNIMPLEMENTED
+
+
+# --- faults on the API: throttling, a PENDING change, an API that stays away --------------------------
+
+@pytest.fixture
+def fault_url(endpoint: str) -> Iterator[str]:
+    """The moto endpoint, its fault rules cleared after the test."""
+    yield endpoint
+    faults.clear(endpoint)
+
+
+def run_as_pacemaker(agent: str, action: str, env: Dict[str, str], timeout_ms: int,
+                     **params: str) -> subprocess.CompletedProcess:
+    """The agent as Pacemaker runs it: its own process, told its timeout (OCF_RESKEY_CRM_meta_timeout),
+    killed when the timeout passes (subprocess.TimeoutExpired fails the test)."""
+    full = dict(os.environ, **env, OCF_RESKEY_CRM_meta_timeout=str(timeout_ms),
+                **{f"OCF_RESKEY_{k}": v for k, v in params.items()})
+    top = next(p for p in Path(ocf_agent.__file__).parents if p.name == "ansible_collections").parent
+    full["PYTHONPATH"] = str(top)
+    code = ("import sys; from ansible_collections.ec2ha.cluster.plugins.module_utils.ocf_agent import main; "
+            "sys.exit(main(sys.argv[1], sys.argv[2:]))")
+    return subprocess.run([sys.executable, "-c", code, agent, action], env=full, capture_output=True, text=True,
+                          timeout=timeout_ms / 1000, check=False)
+
+
+def exit_reason(stderr: str) -> str:
+    """What Pacemaker shows as the failed action's reason: the last ocf-exit-reason: line."""
+    return [line for line in stderr.splitlines() if line.startswith("ocf-exit-reason:")][-1]
+
+
+def route53(world: Dict[str, Any]) -> Any:
+    return boto3.client("route53", endpoint_url=world["endpoint_url"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def record_sets(world: Dict[str, Any]) -> Dict[str, List[str]]:
+    """Every record set at the record's name: type -> values."""
+    sets = route53(world).list_resource_record_sets(HostedZoneId=world["private_zone"]["id"],
+                                                    StartRecordName=world["record"])["ResourceRecordSets"]
+    return {s["Type"]: [r["Value"] for r in s.get("ResourceRecords", [])]
+            for s in sets if s["Name"].rstrip(".") == world["record"]}
+
+
+def put_record(world: Dict[str, Any], kind: str, value: str) -> None:
+    route53(world).change_resource_record_sets(HostedZoneId=world["private_zone"]["id"], ChangeBatch={"Changes": [{
+        "Action": "UPSERT", "ResourceRecordSet": {"Name": world["record"], "Type": kind, "TTL": 60,
+                                                  "ResourceRecords": [{"Value": value}]}}]})
+
+
+def dns_params(world: Dict[str, Any]) -> Dict[str, str]:
+    return {"zone": world["private_zone"]["name"], "record": world["record"], "ttl": "60"}
+
+
+def test_start_retries_a_throttled_replace_route_on_the_second_table(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds, fault_url: str) -> None:
+    be(imds, world["node2"])
+    tables = [world["route_tables"]["a"], world["route_tables"]["b"]]
+    # More throttles than one call's attempts (max_attempts 3): the first converge moves table a, then fails.
+    rule = faults.inject(fault_url, {"action": "ReplaceRoute", "params": {"RouteTableId": tables[1]},
+                                     "error": "RequestLimitExceeded", "count": 3})
+    assert run("vip_route", "start", env, vip=world["vip"], route_tables=",".join(tables)) == ocf_agent.OCF_SUCCESS
+    targets = vip_targets(world)
+    assert [targets[t] for t in tables] == [world["node2"]["eni"]] * 2
+    assert [r["hits"] for r in faults.rules(fault_url) if r["id"] == rule["id"]] == [3]
+
+
+def test_a_throttle_that_does_not_end_fails_the_start_within_its_timeout_saying_why(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds, fault_url: str) -> None:
+    be(imds, world["node2"])
+    tables = [world["route_tables"]["a"], world["route_tables"]["b"]]
+    faults.inject(fault_url, {"action": "ReplaceRoute", "params": {"RouteTableId": tables[1]},
+                              "error": "RequestLimitExceeded"})
+    done = run_as_pacemaker("vip_route", "start", env, 10000, vip=world["vip"], route_tables=",".join(tables))
+    assert done.returncode == ocf_agent.OCF_ERR_GENERIC
+    reason = exit_reason(done.stderr)
+    assert f"ec2:ReplaceRoute on {tables[1]} failed with RequestLimitExceeded" in reason
+    assert vip_targets(world)[tables[1]] == world["node1"]["eni"]
+
+
+def test_monitor_recreates_a_route_deleted_by_hand(world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
+    be(imds, world["node2"])
+    tables = [world["route_tables"]["a"], world["route_tables"]["b"]]
+    params = {"vip": world["vip"], "route_tables": ",".join(tables)}
+    assert run("vip_route", "start", env, **params) == ocf_agent.OCF_SUCCESS
+    ec2(world).delete_route(RouteTableId=tables[1], DestinationCidrBlock=world["vip"] + "/32")
+    assert run("vip_route", "monitor", env, **params) == ocf_agent.OCF_SUCCESS
+    targets = vip_targets(world)
+    assert [targets[t] for t in tables] == [world["node2"]["eni"]] * 2
+
+
+def test_dns_record_starts_and_monitors_beside_txt_and_aaaa_records(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
+    be(imds, world["node2"])
+    put_record(world, "TXT", '"owner=db-team"')
+    put_record(world, "AAAA", "2001:db8::10")
+    assert run("dns_record", "start", env, **dns_params(world)) == ocf_agent.OCF_SUCCESS
+    assert run("dns_record", "monitor", env, **dns_params(world)) == ocf_agent.OCF_SUCCESS
+    assert record_sets(world) == {"A": [world["node2"]["private_ip"]], "TXT": ['"owner=db-team"'],
+                                  "AAAA": ["2001:db8::10"]}
+
+
+def test_a_cname_taking_the_name_fails_the_monitor_softly_and_is_left_alone(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
+    """The monitor cannot repair it (the record is not ours to delete): it fails, but not with
+    OCF_ERR_CONFIGURED, which would stop the endpoint on every node; Pacemaker recovers it here and the
+    start says whether the configuration still holds."""
+    be(imds, world["node2"])
+    assert run("dns_record", "start", env, **dns_params(world)) == ocf_agent.OCF_SUCCESS
+    put_record(world, "CNAME", "elsewhere.example.")
+    assert run("dns_record", "monitor", env, **dns_params(world)) == ocf_agent.OCF_ERR_GENERIC
+    assert record_sets(world)["CNAME"] == ["elsewhere.example."]
+
+
+def test_dns_start_and_repair_with_a_pending_change_end_within_their_timeouts(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds, fault_url: str) -> None:
+    be(imds, world["node2"])
+    for action in ("ChangeResourceRecordSets", "GetChange"):
+        faults.inject(fault_url, {"action": action, "rewrite": {"INSYNC": "PENDING"}})
+    started = run_as_pacemaker("dns_record", "start", env, 10000, **dns_params(world))
+    # Written and read back but not INSYNC at the deadline: started, with a warning (see DnsRecordAgent).
+    assert started.returncode == ocf_agent.OCF_SUCCESS, started.stderr
+    assert "not yet INSYNC" in started.stderr
+    assert record_sets(world)["A"] == [world["node2"]["private_ip"]]
+
+    put_record(world, "A", world["node1"]["private_ip"])
+    repaired = run_as_pacemaker("dns_record", "monitor", env, 8000, **dns_params(world))
+    assert repaired.returncode == ocf_agent.OCF_SUCCESS, repaired.stderr
+    assert record_sets(world)["A"] == [world["node2"]["private_ip"]]
+
+
+@pytest.mark.parametrize("action, timeout_ms, budget", [
+    ("start", "60000", 54.0),      # 10 % margin
+    ("monitor", "10000", 8.0),     # 2 s margin
+    ("monitor", "3000", 1.5),      # the margin is at most half
+    ("start", None, 54.0),         # no timeout from Pacemaker: the meta-data's 60 s
+    ("monitor", "soon", 27.0),
+])
+def test_each_action_has_one_deadline_from_its_pacemaker_timeout(action, timeout_ms, budget):
+    env = {} if timeout_ms is None else {"OCF_RESKEY_CRM_meta_timeout": timeout_ms}
+    assert ocf_agent.action_deadline(action, env).left() == pytest.approx(budget, abs=0.5)
