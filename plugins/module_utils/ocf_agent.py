@@ -13,6 +13,8 @@ scenario core the modules run:
 - monitor: ok -> running; wrong -> repair in place (converge, retried like start), fail only if
   the repair fails, and then softly (OCF_ERR_GENERIC: Pacemaker recovers it on this node);
   unknown (API timeout or throttling) -> not a failure, logged, checked again next interval;
+  after unknown_limit of them in a row, a node attribute <resource>-aws (crm_mon -A) says so
+  until the API answers again;
 - stop: local clean-up only (the VIP address leaves the local interface); no AWS call, so a node
   cut off from the API can still stop cleanly and be fenced;
 - every AWS call is bounded: short connect/read timeouts and few attempts; every action has one
@@ -24,6 +26,7 @@ scenario core the modules run:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import http.client
 import json
 import os
@@ -42,7 +45,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     Ec2haError,
     InputError,
 )
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Deadline, retry_transient
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Deadline, Status, retry_transient
 
 OCF_SUCCESS = 0
 OCF_ERR_GENERIC = 1
@@ -60,6 +63,8 @@ ACTION_TIMEOUTS = {"start": 60, "stop": 15, "monitor": 30, "validate-all": 10, "
 # An action answers this much before Pacemaker would kill it: the larger of 2 s and 10 %.
 MARGIN_SECONDS = 2.0
 MARGIN_SHARE = 0.10
+# crm_attribute talks to the local attribute daemon: seconds, never the monitor's whole budget.
+ATTRIBUTE_TIMEOUT = 5.0
 # An exit reason (or a node attribute) is one line crm_mon shows: whitespace folded, this long at most.
 ONE_LINE_MAX_CHARS = 300
 T = TypeVar("T")
@@ -79,6 +84,9 @@ COMMON_PARAMS = [
     Param("api_timeout", "Seconds one AWS call may take (connect and read), per attempt.", default="4"),
     Param("max_attempts", "Attempts per AWS call, first try included.", default="3"),
     Param("imds_url", "Instance metadata service base URL.", default=IMDS_URL),
+    Param("unknown_limit", "Monitors in a row the AWS API may leave unanswered before this node's attribute "
+          "named after the resource plus -aws (crm_mon -A) reports it; the monitor still succeeds. 0: never.",
+          default="6"),
 ]
 
 
@@ -98,6 +106,16 @@ def action_deadline(action: str, env: Dict[str, str]) -> Deadline:
     seconds = action_seconds(action, env)
     margin = min(max(MARGIN_SECONDS, MARGIN_SHARE * seconds), seconds / 2)
     return Deadline.after(seconds - margin)
+
+
+@dataclasses.dataclass
+class UnknownStreak:
+    """Monitors in a row the API left unanswered, kept in /run beside the target (a file of its
+    own: a monitor killed while writing it cannot damage the target)."""
+
+    count: int = 0
+    since: str = ""         # UTC, when the first of them ran
+    reported: bool = False  # the node attribute is (or may be) set
 
 
 class Identity:
@@ -138,6 +156,7 @@ class Agent:
         self.env = env
         self.resource = env.get("OCF_RESOURCE_INSTANCE", self.scenario)
         self.state_file = Path(env.get("EC2HA_RUN_DIR", RUN_DIR)) / f"{self.resource}.json"
+        self.streak_file = self.state_file.with_suffix(".unknown.json")
         self.identity = Identity(self.param("imds_url") or IMDS_URL)
         self._aws: Optional[AwsSession] = None
 
@@ -167,6 +186,9 @@ class Agent:
         missing = [p.name for p in self.params if p.required and not self.param(p.name)]
         if missing:
             raise InputError(f"{self.scenario}: parameter {', '.join(missing)} is required.")
+        if not self.param("unknown_limit").isdigit():
+            raise InputError(f"{self.scenario}: unknown_limit '{self.param('unknown_limit')}' must be a whole "
+                             "number of monitors (0: never report).")
 
     # -- what each scenario provides ------------------------------------------------------------
     def resolve(self) -> Any:
@@ -214,6 +236,9 @@ class Agent:
 
     def stop(self, deadline: Deadline) -> int:
         self.local_down()
+        if self.read_streak().reported:
+            self.set_attribute(None, deadline)     # no stale report once the endpoint left
+        self.streak_file.unlink(missing_ok=True)
         self.state_file.unlink(missing_ok=True)
         return OCF_SUCCESS
 
@@ -228,7 +253,9 @@ class Agent:
         if status.status == "unknown":
             log(f"{self.resource}: state unknown ({'; '.join(status.details)}); not a failure, "
                 "checking again next interval", syslog.LOG_WARNING)
+            self.note_unknown(status, deadline)
             return OCF_SUCCESS
+        self.note_answer(deadline)
         if status.ok:
             return OCF_SUCCESS
         log(f"{self.resource}: wrong ({'; '.join(status.details)}); repairing", syslog.LOG_WARNING)
@@ -247,6 +274,57 @@ class Agent:
         def logged(exc: AwsCallError, pause: float) -> None:
             log(f"{self.resource}: {exc} Trying again in {pause:g} s.", syslog.LOG_WARNING)
         return retry_transient(attempt, deadline, on_retry=logged)
+
+    # -- monitors the API left unanswered -----------------------------------------------------------
+    def read_streak(self) -> UnknownStreak:
+        try:
+            return UnknownStreak(**json.loads(self.streak_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return UnknownStreak()      # none yet, or torn by a monitor killed while writing it
+
+    def write_streak(self, streak: UnknownStreak) -> None:
+        if streak == UnknownStreak():
+            self.streak_file.unlink(missing_ok=True)
+            return
+        partial = self.streak_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(dataclasses.asdict(streak)))
+        partial.replace(self.streak_file)
+
+    def note_unknown(self, status: Status, deadline: Deadline) -> None:
+        """Count it; from unknown_limit on, report it where operators look (crm_mon -A), again
+        every unknown_limit monitors (a fresh count, not one CIB write per monitor)."""
+        streak = self.read_streak()
+        streak.count += 1
+        streak.since = streak.since or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        limit = int(self.param("unknown_limit"))
+        if limit and streak.count >= limit and (not streak.reported or streak.count % limit == 0):
+            value = f"{streak.count} unanswered monitors since {streak.since}: {'; '.join(status.details)}"
+            streak.reported = self.set_attribute(value, deadline) or streak.reported
+        self.write_streak(streak)
+
+    def note_answer(self, deadline: Deadline) -> None:
+        """The API answered: the streak ends, and its report goes (kept for the next monitor to
+        remove if crm_attribute failed now)."""
+        streak = self.read_streak()
+        reported = streak.reported and not self.set_attribute(None, deadline)
+        self.write_streak(UnknownStreak(reported=reported))
+
+    def set_attribute(self, value: Optional[str], deadline: Deadline) -> bool:
+        """Set (or with None delete) this node's transient attribute <resource>-aws. Bounded in
+        time, and a failure only logged: a report must never fail the monitor it reports on."""
+        command = ["crm_attribute", "--name", f"{self.resource}-aws", "--lifetime", "reboot"]
+        node = self.env.get("OCF_RESKEY_CRM_meta_on_node", "").strip()
+        if node:
+            command += ["--node", node]
+        command += ["--delete"] if value is None else ["--update", one_line(value)]
+        timeout = min(ATTRIBUTE_TIMEOUT, deadline.left())
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=max(timeout, 0.1))
+        except (OSError, subprocess.SubprocessError) as exc:
+            log(f"{self.resource}: could not {'delete' if value is None else 'set'} node attribute "
+                f"{self.resource}-aws: {exc}", syslog.LOG_WARNING)
+            return False
+        return True
 
     def metadata(self) -> str:
         params = "\n".join(

@@ -7,6 +7,7 @@ real `ip` there), so nothing touches the machine's own network.
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import os
 import shutil
@@ -340,6 +341,54 @@ def test_dns_start_and_repair_with_a_pending_change_end_within_their_timeouts(
     assert record_sets(world)["A"] == [world["node2"]["private_ip"]]
 
 
+def offline_cib(path: Path, node: str) -> Path:
+    """A CIB file with ``node`` joined, for crm_attribute through CIB_file (no cluster runs here)."""
+    blank = subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, check=True).stdout
+    path.write_text(blank.replace("<nodes/>", f'<nodes><node id="1" uname="{node}"/></nodes>').replace(
+        "<status/>", f'<status><node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" '
+                     'expected="member"/></status>'))
+    return path
+
+
+def node_attributes(cib: Path) -> str:
+    """The Node Attributes section as crm_mon -A shows it."""
+    shown = subprocess.run(["crm_mon", "-1", "-A"], env=dict(os.environ, CIB_file=str(cib)), capture_output=True,
+                           text=True, check=False).stdout
+    return shown.partition("Node Attributes:")[2]
+
+
+@pytest.mark.skipif(not shutil.which("crm_attribute") or not shutil.which("crm_mon"),
+                    reason="needs pacemaker-cli-utils (crm_attribute, crm_mon)")
+def test_monitors_left_unanswered_are_reported_in_a_node_attribute_until_the_api_answers(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds, fault_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    be(imds, world["node2"])
+    cib = offline_cib(tmp_path / "cib.xml", "alpha")
+    monkeypatch.setenv("CIB_file", str(cib))
+    here = dict(env, OCF_RESKEY_CRM_meta_on_node="alpha", OCF_RESKEY_max_attempts="1", OCF_RESKEY_api_timeout="1")
+    params = {"vip": world["vip"], "unknown_limit": "3"}
+    assert run("vip_route", "start", here, **params) == ocf_agent.OCF_SUCCESS
+    faults.inject(fault_url, {"service": "ec2", "drop": True})
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    for _interval in range(2):
+        assert run("vip_route", "monitor", here, **params) == ocf_agent.OCF_SUCCESS
+    assert "endpoint-aws" not in node_attributes(cib)
+
+    assert run("vip_route", "monitor", here, **params) == ocf_agent.OCF_SUCCESS
+    shown = node_attributes(cib)
+    assert "* Node: alpha:" in shown
+    value = shown.split("endpoint-aws", 1)[1].split(":", 1)[1].strip()
+    count, since_and_error = value.split(" unanswered monitors since ")
+    since, error = since_and_error.split(": ", 1)
+    assert count == "3" and "\n" not in value
+    assert datetime.datetime.fromisoformat(since.replace("Z", "+00:00")) >= before
+    assert "ec2:DescribeRouteTables" in error and "ConnectionClosedError" in error
+
+    faults.clear(fault_url)
+    assert run("vip_route", "monitor", here, **params) == ocf_agent.OCF_SUCCESS
+    assert "endpoint-aws" not in node_attributes(cib)
+
+
 @pytest.mark.parametrize("action, timeout_ms, budget", [
     ("start", "60000", 54.0),      # 10 % margin
     ("monitor", "10000", 8.0),     # 2 s margin
@@ -350,3 +399,20 @@ def test_dns_start_and_repair_with_a_pending_change_end_within_their_timeouts(
 def test_each_action_has_one_deadline_from_its_pacemaker_timeout(action, timeout_ms, budget):
     env = {} if timeout_ms is None else {"OCF_RESKEY_CRM_meta_timeout": timeout_ms}
     assert ocf_agent.action_deadline(action, env).left() == pytest.approx(budget, abs=0.5)
+
+
+@pytest.mark.parametrize("crm_attribute", ["exec sleep 30", "echo 'Could not connect to attrd' >&2; exit 102"])
+def test_a_node_attribute_that_cannot_be_written_neither_fails_nor_stalls_the_monitor(
+        world: Dict[str, Any], env: Dict[str, str], imds: Imds, fault_url: str, tmp_path: Path,
+        crm_attribute: str) -> None:
+    be(imds, world["node2"])
+    shim = tmp_path / "bin" / "crm_attribute"        # the env fixture's PATH shim folder
+    shim.write_text(f"#!/bin/sh\n{crm_attribute}\n")
+    shim.chmod(0o755)
+    here = dict(env, OCF_RESKEY_max_attempts="1", OCF_RESKEY_api_timeout="1")
+    params = {"vip": world["vip"], "unknown_limit": "1"}
+    assert run("vip_route", "start", here, **params) == ocf_agent.OCF_SUCCESS
+    faults.inject(fault_url, {"service": "ec2", "drop": True})
+    done = run_as_pacemaker("vip_route", "monitor", here, 10000, **params)
+    assert done.returncode == ocf_agent.OCF_SUCCESS
+    assert "could not set node attribute endpoint-aws" in done.stderr
