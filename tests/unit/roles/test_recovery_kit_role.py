@@ -87,3 +87,20 @@ def test_agent_shim_runs_the_collection_code(tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert ET.fromstring(done.stdout).get("name") == "vip_route"
+
+
+def test_each_endpoint_forgets_its_failures_after_the_failure_timeout(inventory_factory, offline_cib):
+    """A failed start makes the fail count INFINITY (start-failure-is-fatal) on the only node the
+    endpoint may run on: failure-timeout lets Pacemaker try again; migration-threshold stops a
+    repair fight (a monitor failing again and again) until the failures expire."""
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
+    root = ET.parse(cib.live).getroot()
+    for rid in ("ec2ha-vip", "ec2ha-eip", "ec2ha-dns"):
+        meta = root.find(f".//primitive[@id='{rid}']/meta_attributes")
+        assert meta is not None, f"{rid} has no meta_attributes"
+        assert _nvpairs(meta) == {"failure-timeout": "60s", "migration-threshold": "3"}
+    tuned = {**ENDPOINTS, "recovery_kit_failure_timeout": "2min", "recovery_kit_migration_threshold": 5}
+    assert cib.push(*_scripts(inventory_factory, **tuned)) == "patched"
+    meta = ET.parse(cib.live).getroot().find(".//primitive[@id='ec2ha-dns']/meta_attributes")
+    assert _nvpairs(meta) == {"failure-timeout": "2min", "migration-threshold": "5"}
