@@ -7,7 +7,9 @@
 
 The server is the lab daemon's moto app (lab.control.start_moto), not moto's own `moto_server`
 command: the lab's app serves one request at a time, which moto 5.2.5 needs (see
-lab.control._one_request_at_a_time), and the tests then meet the moto the lab runs.
+lab.control._one_request_at_a_time), and the tests then meet the moto the lab runs. That includes
+its fault injection (lab/faults.py): throttle, cut, delay or rewrite chosen calls with
+`faults.inject(url, rule)` and `faults.clear(url)`.
 """
 
 from __future__ import annotations
