@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""The OCF agents against a moto server on loopback and a stand-in IMDS on loopback.
+"""The OCF agents against a moto server on loopback and a stand-in IMDS on loopback; the server's
+fault injection (lab/faults.py) throttles, cuts or rewrites chosen calls.
 
 The VIP's local address goes into a network namespace this test makes (a PATH shim runs the
 real `ip` there), so nothing touches the machine's own network.
