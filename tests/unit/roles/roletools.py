@@ -12,10 +12,13 @@ crm_diff on an offline CIB file, drbdadm, and postgres itself.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Sequence
 
 import pytest
 import yaml
@@ -46,6 +49,12 @@ def _trusted(value: Any) -> Any:
 
 def defaults(role: str) -> Dict[str, Any]:
     return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+
+
+def role_vars(role: str) -> Dict[str, Any]:
+    """A role's vars/main.yml (its private variables), empty when it has none."""
+    path = ROLES / role / "vars" / "main.yml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
 def set_fact_expr(role: str, task_file: str, fact: str) -> Any:
@@ -83,6 +92,8 @@ class Inventory:
                   "inventory_hostname_short": host, "ansible_managed": "Ansible managed (test)"})
         v.update(_trusted(self.common))
         v.update(_trusted(self.host_vars[host]))
+        for role in ("heartbeat", "replication"):
+            v.update(_trusted(role_vars(role)))  # role vars outrank the inventory, as in a play
         v["hostvars"] = self.hostvars
         v.update(self.hostvars[host])
         return v
@@ -149,3 +160,38 @@ class OfflineCib:
                                  env=dict(os.environ, CIB_file=str(self.live)), capture_output=True, text=True, check=False)
         assert applied.returncode == 0, applied.stderr
         return "patched"
+
+
+@dataclass
+class PlayRun:
+    rc: int
+    output: str
+
+    def changed(self, host: str) -> int:
+        """changed= of the host in the play recap."""
+        found = re.search(rf"^{re.escape(host)}\s+: ok=\d+\s+changed=(\d+)", self.output, re.M)
+        assert found, self.output[-3000:]
+        return int(found.group(1))
+
+
+def run_role_tasks(workdir: Path, role: str, task_files: Sequence[str], host_vars: Mapping[str, Mapping[str, Any]],
+                   common: Mapping[str, Any], *args: str) -> PlayRun:
+    """ansible-playbook on this machine (connection local, one inventory host per role host):
+    the role's task files included in order, exactly as a play includes them."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    play = [{"name": "Role tasks under test", "hosts": "pair", "gather_facts": False,
+             "tasks": [{"name": f"Include {f}", "ansible.builtin.include_role": {"name": f"ec2ha.cluster.{role}",
+                                                                               "tasks_from": f}}
+                       for f in task_files]}]
+    inventory = {"all": {"children": {"pair": {
+        "hosts": {h: dict(v) for h, v in host_vars.items()},
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **common}}}}}
+    (workdir / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    (workdir / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    collections = ROLES.parent / ".build" / "collections"
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0",
+               ANSIBLE_COLLECTIONS_PATH=os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(collections)))
+    done = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "inventory.yml", "play.yml",
+                           *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False)
+    (workdir / "output.log").write_text(done.stdout + done.stderr)
+    return PlayRun(done.returncode, done.stdout + done.stderr)
