@@ -4,7 +4,17 @@
 """replication against a real PostgreSQL 15 on loopback: the rendered settings
 pass PAF's own checks (postgres -C), pg_hba rejects replication from the node's
 own address and lets the peer in, the role's SQL runs, and the sync guard
-releases a commit that waits for a standby that is gone."""
+releases a commit that waits for a standby that is gone.
+
+TLS with the certificates the role's own tasks/tls.yml makes (run through
+ansible-playbook on this machine): replication only over TLS, verify-full
+against the pair's CA, a standby cloned and streaming over TLS.
+
+Loopback stands in for the two nodes: alpha is 127.0.0.1, bravo 127.0.0.2. Every
+loopback connection comes FROM 127.0.0.1 (the kernel's source for the loopback
+route), so tests that need the peer to connect render pg_hba as bravo sees it
+(where 127.0.0.1 is the peer), and the client test lets 127.0.0.1 stand for a
+client network. The server also listens on 127.0.0.3, a name no certificate holds."""
 
 from __future__ import annotations
 
@@ -22,7 +32,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from roletools import ROLES, require
+from roletools import ROLES, require, run_role_tasks
 
 BINDIR = Path("/usr/lib/postgresql/15/bin")
 GUARD = ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"
@@ -67,8 +77,8 @@ class Server:
         return _as_postgres("psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", str(self.sock), "-p", str(self.port),
                             "-d", "postgres", "-c", sql, **kw)
 
-    def write_hba(self, host: str) -> None:
-        (self.conf / "pg_hba.conf").write_text(self.inv.render(host, "replication", "pg_hba.conf.j2"))
+    def write_hba(self, host: str, extra: dict | None = None) -> None:
+        (self.conf / "pg_hba.conf").write_text(self.inv.render(host, "replication", "pg_hba.conf.j2", extra))
 
     def pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().splitlines()[0])
@@ -90,6 +100,10 @@ def server(request) -> Iterator[Server]:
             d.mkdir(parents=True)
         for d in (base, srv.data, srv.conf, srv.conf / "conf.d", srv.sock):
             os.chown(d, pg.pw_uid, pg.pw_gid)
+        # The CA, keys and certificates of both nodes, made by the role's own tasks.
+        made = run_role_tasks(base / "tls-run", "replication", ["validate.yml", "tls.yml"], inv.host_vars,
+                              {**inv.common, "replication_pg_cluster": "ec2ha-test-none"})
+        assert made.rc == 0, made.output[-3000:]
         init = _as_postgres(str(BINDIR / "initdb"), "-D", str(srv.data), "-U", "postgres", "--auth-local=peer",
                             "--auth-host=scram-sha-256")
         assert init.returncode == 0, init.stderr
@@ -116,9 +130,13 @@ def server(request) -> Iterator[Server]:
 def _inventory(inventory_cls, base: Path):
     settings = {"heartbeat_fence_region": "us-east-1", "replication_vip": "192.168.100.10",
                 "replication_password": "s3cret'pw", "replication_pg_port": _free_port(),
-                "replication_pg_socket_dir": str(base / "sock"), "replication_pg_listen_addresses": "127.0.0.1"}
-    hosts = {"alpha": {"heartbeat_node_addr": "127.0.0.1", "heartbeat_instance_id": "i-0aaaaaaaaaaaaaaa1"},
-             "bravo": {"heartbeat_node_addr": "127.0.0.2", "heartbeat_instance_id": "i-0bbbbbbbbbbbbbbb2"}}
+                "replication_pg_socket_dir": str(base / "sock"),
+                "replication_pg_listen_addresses": "127.0.0.1,127.0.0.3",   # 127.0.0.3: a client network
+                "replication_tls_ca_dir": str(base / "ca")}
+    hosts = {"alpha": {"heartbeat_node_addr": "127.0.0.1", "heartbeat_instance_id": "i-0aaaaaaaaaaaaaaa1",
+                       "replication_tls_dir": str(base / "tls-alpha")},
+             "bravo": {"heartbeat_node_addr": "127.0.0.2", "heartbeat_instance_id": "i-0bbbbbbbbbbbbbbb2",
+                       "replication_tls_dir": str(base / "tls-bravo")}}
     return inventory_cls(hosts, settings)
 
 
@@ -137,6 +155,10 @@ def test_settings_pass_paf_checks(server):
     assert timeline.stdout.strip() == "latest", timeline.stderr
     conninfo = _as_postgres(postgres, "-C", "primary_conninfo", "-D", str(server.conf)).stdout
     assert "application_name=alpha" in conninfo and "host=192.168.100.10" in conninfo
+    # The standby verifies the primary it reaches through the VIP against the pair's CA.
+    assert f"sslmode=verify-full sslrootcert={server.base}/tls-alpha/ca.crt" in conninfo
+    assert server.psql("SHOW ssl").stdout.strip() == "on"
+    assert server.psql("SHOW ssl_min_protocol_version").stdout.strip() == "TLSv1.2"
     assert server.psql("SHOW wal_level").stdout.strip() == "replica"
     assert server.psql("SHOW wal_log_hints").stdout.strip() == "on"
     assert server.psql("SHOW synchronous_standby_names").stdout.strip() == ""
@@ -300,3 +322,158 @@ def test_guard_degrades_and_releases_the_waiting_commit(server, pacemaker_stubs,
         if write.poll() is None:
             write.kill()
             write.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- TLS
+
+def _tcp(server, options: str, sql: str, password: str = "s3cret'pw", host: str = "127.0.0.1"):
+    """psql over TCP as root, the password in a passfile; `options` adds to the conninfo."""
+    passfile = server.base / "root-pgpass"
+    passfile.write_text("*:*:*:*:" + password.replace("\\", "\\\\").replace(":", "\\:") + "\n")
+    passfile.chmod(0o600)
+    dsn = f"host={host} port={server.port} connect_timeout=5 passfile={passfile} {options}"
+    return subprocess.run(["psql", "-XAtqw", dsn, "-c", sql], capture_output=True, text=True, check=False)
+
+
+def _ensure_replication_role(server) -> None:
+    if server.psql("SELECT 1 FROM pg_roles WHERE rolname = 'replicator'").stdout.strip() != "1":
+        test_role_sql_creates_the_replication_role(server)
+
+
+def _use_hba(server, host: str, extra: dict | None = None) -> None:
+    server.write_hba(host, extra)
+    assert server.psql("SELECT pg_reload_conf()").returncode == 0
+
+
+SSL_OF_MY_BACKEND = "SELECT ssl, version, coalesce(client_dn, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+def test_replication_only_over_tls_and_the_peer_verified(server):
+    _ensure_replication_role(server)
+    tls = server.inv.evaluate("bravo", "{{ __replication_tls_conninfo }}")
+    assert tls == (f"sslmode=verify-full sslrootcert={server.base}/tls-bravo/ca.crt "
+                   f"sslcert={server.base}/tls-bravo/node.crt sslkey={server.base}/tls-bravo/node.key")
+    _use_hba(server, "bravo")   # from bravo's side 127.0.0.1 is the peer, alpha
+    try:
+        rules = server.psql("SELECT type, database[1], address, auth_method FROM pg_hba_file_rules").stdout.splitlines()
+        assert "hostssl|replication|127.0.0.1|scram-sha-256" in rules and "hostssl|postgres|127.0.0.1|scram-sha-256" in rules
+        # pg_rewind's connection with the fragment: TLS, the primary verified, bravo's certificate shown.
+        rewind = _poll(lambda: (r := _tcp(server, f"user=replicator dbname=postgres {tls}", SSL_OF_MY_BACKEND)
+                                ).returncode == 0 and r, "the hba reload")
+        ssl, version, client_dn = rewind.stdout.strip().split("|")
+        assert (ssl, client_dn) == ("t", "/CN=bravo") and version in ("TLSv1.2", "TLSv1.3")
+        stream = _tcp(server, f"user=replicator replication=true {tls}", "IDENTIFY_SYSTEM")
+        assert stream.returncode == 0 and stream.stdout.count("|") == 3, stream.stderr
+        # Cleartext replication from the peer itself: refused.
+        plain = _tcp(server, "user=replicator replication=true sslmode=disable", "IDENTIFY_SYSTEM")
+        assert plain.returncode != 0
+        assert ('pg_hba.conf rejects replication connection for host "127.0.0.1", user "replicator", '
+                'no encryption') in plain.stderr
+        # verify-full has teeth: the same CA, but a name the certificate does not hold.
+        wrong_name = _tcp(server, f"user=replicator dbname=postgres {tls}", "SELECT 1", host="127.0.0.3")
+        assert 'does not match host name "127.0.0.3"' in wrong_name.stderr
+        # The VIP (192.168.100.10) is not on loopback: what verify-full would check through it.
+        through_vip = subprocess.run(["openssl", "verify", "-CAfile", f"{server.base}/tls-bravo/ca.crt", "-verify_ip",
+                                      "192.168.100.10", f"{server.base}/tls-alpha/node.crt"], capture_output=True,
+                                     text=True, check=False)
+        assert through_vip.returncode == 0, through_vip.stdout + through_vip.stderr
+    finally:
+        _use_hba(server, "alpha")
+
+
+@pytest.mark.parametrize("client_tls", ["optional", "required"])
+def test_clients_are_offered_tls_and_held_to_it_when_required(server, client_tls):
+    # Every loopback connection comes from 127.0.0.1: here it stands for a client network, so
+    # the two loopback lines (which would admit it first) are left out of the rendered file.
+    _ensure_replication_role(server)
+    assert server.psql("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app') THEN "
+                       "CREATE ROLE app LOGIN PASSWORD 'app-pw'; END IF; END$$").returncode == 0
+    hba = server.inv.render("alpha", "replication", "pg_hba.conf.j2",
+                            {"replication_client_networks": ["127.0.0.1/32"], "replication_client_tls": client_tls})
+    lines = hba.splitlines()
+    v4 = [n for n, line in enumerate(lines) if line.split()[1:] == ["all", "all", "127.0.0.1/32", "scram-sha-256"]]
+    assert len(v4) == 2 and lines[v4[0] + 1].split()[3] == "::1/128" and v4[1] == len(lines) - 1  # loopback, client
+    del lines[v4[0]:v4[0] + 2]
+    (server.conf / "pg_hba.conf").write_text("\n".join(lines) + "\n")
+    assert server.psql("SELECT pg_reload_conf()").returncode == 0
+    try:
+        expected = "hostssl" if client_tls == "required" else "host"
+        app = "user=app dbname=postgres"
+        tls = _poll(lambda: (r := _tcp(server, f"{app} sslmode=require", SSL_OF_MY_BACKEND, "app-pw")
+                             ).returncode == 0 and r, "the hba reload")
+        assert tls.stdout.startswith("t|")                      # TLS offered, whatever the setting
+        rules = server.psql("SELECT type, address FROM pg_hba_file_rules").stdout.splitlines()
+        assert rules[-1] == f"{expected}|127.0.0.1"
+        plain = _tcp(server, f"{app} sslmode=disable", SSL_OF_MY_BACKEND, "app-pw")
+        if client_tls == "optional":
+            assert plain.stdout.startswith("f|"), plain.stderr  # existing cleartext clients keep working
+        else:
+            assert 'no pg_hba.conf entry for host "127.0.0.1", user "app", database "postgres", no encryption' \
+                in plain.stderr
+        # The replication user never logs in in cleartext from a client network.
+        replicator = _tcp(server, "user=replicator dbname=postgres sslmode=disable", "SELECT 1")
+        assert ('pg_hba.conf rejects connection for host "127.0.0.1", user "replicator", database "postgres", '
+                'no encryption') in replicator.stderr
+        assert _tcp(server, "user=replicator dbname=postgres sslmode=require", "SELECT 1").returncode == 0
+    finally:
+        _use_hba(server, "alpha")
+
+
+def test_standby_cloned_and_streaming_over_tls_with_the_rendered_conninfo(server):
+    """bravo cloned from alpha with pg_basebackup and the role's fragment, started as Pacemaker
+    starts it (HOME=/root) with the primary_conninfo the role renders for it, pointed at
+    127.0.0.1 (the VIP is not on loopback)."""
+    _ensure_replication_role(server)
+    pg = pwd.getpwnam("postgres")
+    sb = server.base / "standby"
+    data, conf, sock = sb / "data", sb / "conf", sb / "sock"
+    for d in (sb, data, conf / "conf.d", sock):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chown(d, pg.pw_uid, pg.pw_gid)
+    data.chmod(0o700)
+    passfile = sb / "pgpass"
+    content = _task("streaming.yml", "Give the postgres user the replication password (passfile)")
+    passfile.write_text(server.inv.evaluate("bravo", content["ansible.builtin.copy"]["content"]))
+    os.chown(passfile, pg.pw_uid, pg.pw_gid)
+    passfile.chmod(0o600)
+    port = _free_port()
+    extra = {"replication_primary_conninfo_host": "127.0.0.1", "replication_passfile": str(passfile),
+             "replication_pg_settings": {"port": port, "unix_socket_directories": str(sock), "listen_addresses": ""}}
+    tls = server.inv.evaluate("bravo", "{{ __replication_tls_conninfo }}")
+    _use_hba(server, "bravo")
+    pid = None
+    source = f"host=127.0.0.1 port={server.port} user=replicator passfile={passfile} {tls}"
+    try:
+        _poll(lambda: _as_postgres("psql", "-XAtqw", source + " replication=true", "-c", "IDENTIFY_SYSTEM"
+                                   ).returncode == 0, "the hba reload")
+        clone = _as_postgres(str(BINDIR / "pg_basebackup"), "-w", "-d", source, "-D", str(data), "-X", "stream",
+                             "-c", "fast")
+        assert clone.returncode == 0, clone.stderr
+        (conf / "postgresql.conf").write_text(
+            f"data_directory = '{data}'\nhba_file = '{conf}/pg_hba.conf'\nident_file = '{data}/pg_ident.conf'\n"
+            "include_dir = 'conf.d'\n")
+        (conf / "conf.d" / "ec2ha-replication.conf").write_text(
+            server.inv.render("bravo", "replication", "postgresql-ec2ha.conf.j2", extra))
+        (conf / "pg_hba.conf").write_text(server.inv.render("bravo", "replication", "pg_hba.conf.j2"))
+        (data / "standby.signal").write_text("")
+        os.chown(data / "standby.signal", pg.pw_uid, pg.pw_gid)
+        started = _as_postgres("env", "HOME=/root", str(BINDIR / "pg_ctl"), "-D", str(data), "-o",
+                               f"-c config_file={conf}/postgresql.conf", "-l", str(sb / "log"), "-w", "-t", "30", "start")
+        assert started.returncode == 0, started.stdout + started.stderr + (sb / "log").read_text()
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        seen = _poll(lambda: (server.psql(
+            "SELECT r.state, s.ssl, s.client_dn FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) "
+            "WHERE r.application_name = 'bravo'").stdout.strip() or None), "bravo streaming", timeout=30)
+        assert seen == "streaming|t|/CN=bravo"
+        standby = ["psql", "-XAtq", "-h", str(sock), "-p", str(port), "-d", "postgres", "-c"]
+        receiver = _as_postgres(*standby, "SELECT status, conninfo FROM pg_stat_wal_receiver").stdout
+        assert receiver.startswith("streaming|") and "sslmode=verify-full" in receiver
+        assert server.psql("CREATE TABLE IF NOT EXISTS over_tls (x int); INSERT INTO over_tls VALUES (42)"
+                           ).returncode == 0
+        _poll(lambda: _as_postgres(*standby, "SELECT x FROM over_tls").stdout.strip() == "42", "the row on bravo")
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGINT)
+            _poll(lambda: _gone(pid), "the standby to stop")
+        _use_hba(server, "alpha")
+
