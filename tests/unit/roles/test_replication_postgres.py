@@ -8,7 +8,8 @@ releases a commit that waits for a standby that is gone.
 
 TLS with the certificates the role's own tasks/tls.yml makes (run through
 ansible-playbook on this machine): replication only over TLS, verify-full
-against the pair's CA, a standby cloned and streaming over TLS.
+against the pair's CA, a standby cloned and streaming over TLS; the role's
+tasks/password.yml alters a changed password on the primary only, once.
 
 Loopback stands in for the two nodes: alpha is 127.0.0.1, bravo 127.0.0.2. Every
 loopback connection comes FROM 127.0.0.1 (the kernel's source for the loopback
@@ -471,9 +472,76 @@ def test_standby_cloned_and_streaming_over_tls_with_the_rendered_conninfo(server
         assert server.psql("CREATE TABLE IF NOT EXISTS over_tls (x int); INSERT INTO over_tls VALUES (42)"
                            ).returncode == 0
         _poll(lambda: _as_postgres(*standby, "SELECT x FROM over_tls").stdout.strip() == "42", "the row on bravo")
+
+        # password.yml with both nodes running: the primary's role is altered, the standby (read-only,
+        # it receives the change by replication) is left alone.
+        assert server.psql("DROP ROLE IF EXISTS rotator2; CREATE ROLE rotator2 LOGIN PASSWORD 'old-pw'").returncode == 0
+        rotation = {"replication_user": "rotator2", "replication_password": "new-pw",
+                    "replication_passfile": str(sb / "rotator2-pgpass")}
+        rot_inv = type(server.inv)(server.inv.host_vars, {**server.inv.common, **rotation})
+        (sb / "rotator2-pgpass").write_text(rot_inv.evaluate("alpha", content["ansible.builtin.copy"]["content"]))
+        os.chown(sb / "rotator2-pgpass", pg.pw_uid, pg.pw_gid)
+        (sb / "rotator2-pgpass").chmod(0o600)
+        hosts = {h: dict(v) for h, v in server.inv.host_vars.items()}
+        hosts["bravo"].update(replication_pg_port=port, replication_pg_socket_dir=str(sock))
+        rotated = run_role_tasks(sb / "rotate", "replication", ["validate.yml", "password.yml"], hosts,
+                                 {**server.inv.common, **rotation, "replication_pg_cluster": "ec2ha-test-none"})
+        assert rotated.rc == 0, rotated.output[-3000:]
+        assert (rotated.changed("alpha"), rotated.changed("bravo")) == (1, 0)
+        assert _tcp(server, "user=rotator2 dbname=postgres", "SELECT 1", "new-pw").returncode == 0
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGINT)
             _poll(lambda: _gone(pid), "the standby to stop")
         _use_hba(server, "alpha")
+
+
+# ---------------------------------------------------------------- password rotation
+
+def test_changed_password_reaches_the_primary_s_role_once(server):
+    """tasks/password.yml four ways on alpha (the primary); bravo's PostgreSQL does not run.
+    Its own role (rotator) keeps the other tests' replicator as it is."""
+    new = "n3w'pw:x\\y"
+    from roletools import Inventory  # noqa: PLC0415
+    inv = Inventory({h: dict(v) for h, v in server.inv.host_vars.items()},
+                    {**server.inv.common, "replication_user": "rotator", "replication_password": new,
+                     "replication_passfile": str(server.base / "rotator-pgpass")})
+    assert server.psql("DROP ROLE IF EXISTS rotator; CREATE ROLE rotator LOGIN PASSWORD 'old-pw'").returncode == 0
+    passfile = server.base / "rotator-pgpass"
+    content = _task("streaming.yml", "Give the postgres user the replication password (passfile)")
+    passfile.write_text(inv.evaluate("alpha", content["ansible.builtin.copy"]["content"]))
+    pg = pwd.getpwnam("postgres")
+    os.chown(passfile, pg.pw_uid, pg.pw_gid)
+    passfile.chmod(0o600)
+    hosts = {h: dict(v) for h, v in inv.host_vars.items()}
+    hosts["bravo"].update(replication_pg_port=_free_port(), replication_pg_socket_dir=str(server.base / "nowhere"))
+    common = {**inv.common, "replication_pg_cluster": "ec2ha-test-none"}
+
+    def login(password: str) -> bool:
+        return _tcp(server, "user=rotator dbname=postgres", "SELECT 1", password).returncode == 0
+
+    def run(n: int, *args: str):
+        done = run_role_tasks(server.base / f"rotate{n}", "replication", ["validate.yml", "password.yml"],
+                              hosts, common, *args)
+        assert done.rc == 0, done.output[-3000:]
+        assert new not in done.output and new.replace("'", "''") not in done.output
+        return done.changed("alpha"), done.changed("bravo")
+
+    # The server logs every statement: the ALTER must not reach the log.
+    assert server.psql("ALTER SYSTEM SET log_statement = 'all'").returncode == 0
+    assert server.psql("SELECT pg_reload_conf()").returncode == 0
+    try:
+        assert run(1, "--check") == (0, 0) and login("old-pw") and not login(new)   # check mode changes nothing
+        assert run(2, "-vvv") == (1, 0)
+        assert login(new) and not login("old-pw")
+        assert run(3, "--check") == (0, 0) and run(4) == (0, 0)
+        # Drift: someone set another password by hand. The next run notices and sets it back.
+        assert server.psql("ALTER ROLE rotator PASSWORD 'by-hand'").returncode == 0
+        assert run(5) == (1, 0) and login(new)
+        logs = "".join(p.read_text(errors="replace") for p in (server.data / "log").glob("*.log"))
+        assert "by-hand" in logs                     # the log does record statements...
+        assert new.replace("'", "''") not in logs and "n3w" not in logs    # ...but never the role's
+    finally:
+        server.psql("ALTER SYSTEM RESET log_statement")
+        server.psql("SELECT pg_reload_conf()")
 
