@@ -284,8 +284,8 @@ class Pair:
 
     @property
     def profile_arn(self) -> str:
-        return ((self.profile or {}).get("Arn")
-                or f"arn:{self.partition}:iam::{self.account_id}:instance-profile/{self.spec.role_name}")
+        default = f"arn:{self.partition}:iam::{self.account_id}:instance-profile/{self.spec.role_name}"
+        return (self.profile or {}).get("Arn") or default
 
     @property
     def group_id(self) -> str:
@@ -358,8 +358,8 @@ def find_instance(aws: AwsSession, spec: PairSpec, node: NodeSpec, subnet: Dict[
         found = read_instances(aws, [{"Name": f"tag:{CLUSTER_TAG}", "Values": [spec.name]},
                                      {"Name": f"tag:{NODE_TAG}", "Values": [node.name]}], f"{spec.name}/{node.name}")
         # The filters only narrow the read (* and ? are wildcards there): a node "n?" is not n1.
-        found = [i for i in found if tag_value(i.get("Tags"), CLUSTER_TAG) == spec.name
-                 and tag_value(i.get("Tags"), NODE_TAG) == node.name]
+        found = [i for i in found
+                 if (tag_value(i.get("Tags"), CLUSTER_TAG), tag_value(i.get("Tags"), NODE_TAG)) == (spec.name, node.name)]
         if len(found) > 1:
             ids = ", ".join(i["InstanceId"] for i in found)
             raise InputError(f"Node {node.name} of cluster {spec.name} matches {len(found)} instances ({ids}): "
