@@ -63,6 +63,6 @@ options:
     default: 10.0
 requirements:
   - python >= 3.9
-  - boto3 >= 1.28.0
-  - botocore >= 1.31.0
+  - boto3 >= 1.26.27
+  - botocore >= 1.29.27
 """

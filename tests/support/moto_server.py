@@ -10,6 +10,10 @@ command: the lab's app serves one request at a time, which moto 5.2.5 needs (see
 lab.control._one_request_at_a_time), and the tests then meet the moto the lab runs. That includes
 its fault injection (lab/faults.py): throttle, cut, delay or rewrite chosen calls with
 `faults.inject(url, rule)` and `faults.clear(url)`.
+
+EC2HA_MOTO_PYTHON names the interpreter that serves moto (default: this one). The oldest-boto3
+run (tests/support/boto_min.sh) sets it to the main venv's: the code under test then runs on the
+boto3/botocore the nodes get, and moto's server on the botocore it is released against.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ def start(state: Path) -> str:
         stop(state)
     port = free_port()
     log = open(state / "moto.log", "ab")
+    python = os.environ.get("EC2HA_MOTO_PYTHON") or sys.executable
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "serve", str(port)],
+        [python, str(Path(__file__).resolve()), "serve", str(port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
