@@ -6,16 +6,16 @@ STAMP := $(VENV)/.installed
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv collection test unit integration sanity lint lab-test build build-check demo demo-moto bench lab-up lab-down lab-bench clean
+.PHONY: help venv collection test unit unit-boto-min integration sanity lint lab-test build build-check package-check demo demo-moto bench lab-up lab-down lab-bench clean
 
 help:
 	@echo "make demo       - the lab: site.yml builds the pair, the primary is powered off under client writes, timeline"
-	@echo "make test       - every test: unit, integration (moto), sanity, lint, tarball, lab"
+	@echo "make test       - every test: unit (also on the oldest boto3), integration (moto), sanity, lint, tarball, Galaxy import, lab"
 	@echo "make bench      - lab figures, medians of 3 unplanned failovers, a lost standby, agent starts vs the stock agents"
 	@echo "make demo-moto  - moto only: two nodes, all three endpoints moved and back with the modules"
 
 venv: $(STAMP)
-$(STAMP): requirements.txt requirements-test.txt
+$(STAMP): requirements-dev.txt requirements-test.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
@@ -26,10 +26,15 @@ collection: venv
 	mkdir -p .build/collections/ansible_collections/ec2ha
 	ln -sfn $(CURDIR) .build/collections/ansible_collections/ec2ha/cluster
 
-test: unit integration sanity lint build-check lab-test
+test: unit unit-boto-min integration sanity lint build-check package-check lab-test
 
 unit: collection
 	cd .build/collections && $(PY) -m pytest -q $(CURDIR)/tests/unit
+
+# The cores' unit tests again on the oldest boto3/botocore requirements.txt declares, Debian 12's
+# (what the roles install on the nodes), in their own venv under .build.
+unit-boto-min: venv
+	tests/support/boto_min.sh
 
 integration: venv
 	tests/support/ansible_test.sh integration
@@ -50,6 +55,12 @@ build: venv
 # The built tarball installs, documents every module and runs one against moto.
 build-check: venv
 	tests/support/build_check.sh
+
+# The tarball as Galaxy, Automation Hub, the docsite and ansible-builder see it: galaxy-importer,
+# antsibull-docs and antsibull-changelog lint, playbook syntax checks, ansible-builder create and
+# introspect. Its tools (requirements-packaging.txt) install themselves in .build/package-tools.
+package-check:
+	tests/support/package_check.sh
 
 lab-up: venv
 	$(PY) -m lab up
