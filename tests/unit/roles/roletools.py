@@ -82,7 +82,7 @@ class Inventory:
             self.hostvars[host]["__heartbeat_node"] = templar.template(
                 _trusted(set_fact_expr("heartbeat", "validate.yml", "__heartbeat_node")))
             self.hostvars[host]["__replication_node"] = templar.template(
-                _trusted(set_fact_expr("replication", "validate.yml", "__replication_node")))
+                _trusted(set_fact_expr("replication", "node.yml", "__replication_node")))
 
     def variables(self, host: str) -> Dict[str, Any]:
         v: Dict[str, Any] = {}
@@ -180,8 +180,8 @@ def run_role_tasks(workdir: Path, role: str, task_files: Sequence[str], host_var
     the role's task files included in order, exactly as a play includes them."""
     workdir.mkdir(parents=True, exist_ok=True)
     play = [{"name": "Role tasks under test", "hosts": "pair", "gather_facts": False,
-             "tasks": [{"name": f"Include {f}", "ansible.builtin.include_role": {"name": f"ec2ha.cluster.{role}",
-                                                                               "tasks_from": f}}
+             "tasks": [{"name": f"Include {f}",
+                        "ansible.builtin.include_role": {"name": f"ec2ha.cluster.{role}", "tasks_from": f}}
                        for f in task_files]}]
     inventory = {"all": {"children": {"pair": {
         "hosts": {h: dict(v) for h, v in host_vars.items()},
