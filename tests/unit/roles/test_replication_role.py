@@ -253,6 +253,7 @@ def test_tls_reissues_only_what_is_wrong(tls_pair):
 def _own_pki(base: Path, names: dict) -> dict:
     """A CA of your own and a certificate per host, as an operator would bring them."""
     base.mkdir()
+
     def run(*cmd):
         subprocess.run(cmd, cwd=base, check=True, capture_output=True)
     run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
@@ -302,3 +303,20 @@ def test_tls_settings_that_cannot_work_fail_first(tls_pair):
     assert not tls_pair.ca.exists()
     partial = tls_pair.run(replication_tls_ca_cert="-----BEGIN CERTIFICATE-----")
     assert partial.rc != 0 and "all three" in partial.output
+
+
+def test_clone_priority_makes_the_primary_win_fence_races_and_the_guard_is_watched(inventory_factory, offline_cib):
+    # With heartbeat's priority-fencing-delay, fencing that targets the node running the promoted
+    # instance (priority + 1) waits: in a partition the primary shoots first.
+    inv = inventory_factory()
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(_heartbeat_script(inv), inv.render("alpha", "replication", "cib_stage.sh.j2")) == "patched"
+    root = ET.parse(cib.live).getroot()
+    assert _nvpairs(root.find(".//resources/clone[@id='pgsqld-clone']/meta_attributes"))["priority"] == "1"
+    guard = _nvpairs(root.find(".//resources/primitive[@id='pgsql-sync-guard']/instance_attributes"))
+    # The monitor hook runs the very same command line with --check: a guard that stopped deciding fails.
+    assert guard["monitor_hook"] == f"/usr/bin/python3 {guard['cmdline_options']} --check"
+    assert "--pass-file /run/pgsql-sync-guard.pass --pid-file /run/pgsql-sync-guard.pid --stale-after 30" in guard["cmdline_options"]
+    assert _nvpairs(root.find(".//resources/primitive[@id='pgsql-sync-guard']/meta_attributes"))["failure-timeout"] == "60s"
+    # A guard that cannot run never moves the primary.
+    assert root.find(".//constraints/rsc_colocation[@id='pgsql-sync-guard-with-promoted']").get("influence") == "false"
