@@ -4,7 +4,7 @@
 bounded, until it has written lab/state/lab.json; a failed `up` stops what it started. `down`
 signals the daemon by its recorded PID and waits for it; whatever a crashed daemon left (hosts
 recorded by PID, namespaces) is swept by PID and by name. Both can be repeated at once.
-`partition ADDRESS ADDRESS...` drops every packet between those hosts (both stay up and keep
+`partition ENI ENI...` drops every packet between those hosts (both stay up and keep
 reaching AWS); `heal` ends it (lab/partition.py).
 """
 
@@ -195,7 +195,7 @@ def cli_lock():
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("command", choices=["up", "down", "status", "bench", "daemon", "partition", "heal"])
-    parser.add_argument("addresses", nargs="*", help="partition: the hosts' private addresses")
+    parser.add_argument("eni_ids", nargs="*", help="partition: the network interfaces (eni-...) of the hosts")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             result = status()
         elif args.command in ("partition", "heal"):
             if args.command == "partition":
-                partition.cut(args.addresses)
+                partition.cut(args.eni_ids)
             else:
                 partition.heal()
             result = {"partitioned": partition.active()}

@@ -298,6 +298,12 @@ def stop_instance(s: Settings, name: str) -> float:
     return at
 
 
+def node_eni(s: Settings, name: str) -> str:
+    """The node's primary network interface (what lab/partition.py cuts)."""
+    interfaces = node_instances(s)[name]["NetworkInterfaces"]
+    return next(i["NetworkInterfaceId"] for i in interfaces if i["Attachment"]["DeviceIndex"] == 0)
+
+
 def start_instance(s: Settings, name: str) -> None:
     s.client("ec2").start_instances(InstanceIds=[node_instances(s)[name]["InstanceId"]])
 

@@ -127,15 +127,20 @@ def healthy(s: cluster.Settings) -> bool:
     return attrs.get("ec2ha-pgsql-sync") == "1" and int(attrs.get("master-pgsqld", "-1")) >= 0
 
 
-def rejoin(s: cluster.Settings, node: str, timeout: float = 240) -> str:
-    """Start the node's instance if it is stopped, then playbooks/rejoin.yml; returns its role."""
+def run_rejoin(s: cluster.Settings, node: str, extra: Optional[List[str]] = None) -> cluster.PlaybookRun:
+    """playbooks/rejoin.yml for the node (started first if its instance is stopped), as it ran."""
     if cluster.instance_state(s, node) == "stopped":
         cluster.start_instance(s, node)
     address = cluster.node_address(node)
     cluster.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
                      120, 1, f"{node} to answer over SSH")
-    run = cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
-                               extra=["-e", f"ec2ha_rejoin_node={node}"])
+    return cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
+                                extra=["-e", f"ec2ha_rejoin_node={node}", *(extra or [])])
+
+
+def rejoin(s: cluster.Settings, node: str, timeout: float = 240, extra: Optional[List[str]] = None) -> str:
+    """Rejoin the node (playbooks/rejoin.yml) and wait for a healthy pair; returns its role."""
+    run = run_rejoin(s, node, extra)
     if run.rc != 0:
         raise RuntimeError(f"rejoin.yml failed (rc {run.rc}); see {cluster.WORK_DIR / 'rejoin.log'}")
     cluster.wait_for(lambda: pair_roles(s).get(node) in ("Unpromoted", "Slave"), timeout, 2,

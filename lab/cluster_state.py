@@ -1,0 +1,68 @@
+"""What a node of the lab cluster says about itself, read over SSH for tests and benches.
+
+    sql(s, "pg1", "SELECT 1")          # psql as postgres on the node's own socket -> stdout
+    pids(s, "pg1")                     # {"corosync": 123, "pacemakerd": 456, "postmaster": 789}
+    ring_id(s, "pg1")                  # corosync's ring id ("1.2d")
+    runtime_token(s, "pg1")            # the token timeout corosync runs with (ms)
+    cib_epoch(s, "pg1")                # the CIB configuration's (admin_epoch, epoch)
+    timeline(s, "pg2")                 # the timeline the node writes (primary) or receives (standby)
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Dict, Optional, Tuple
+
+from lab import cluster
+
+PGDATA = "/var/lib/postgresql/15/main"      # the replication role's default for PostgreSQL 15
+
+
+def run(s: cluster.Settings, node: str, command: str, timeout: float = 30) -> str:
+    """The command's stdout on the node; RuntimeError (with its stderr) when it fails."""
+    done = cluster.ssh(s, cluster.node_address(node), command, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{node}: {command}: {done.stderr.strip()[-300:]}")
+    return done.stdout
+
+
+def sql(s: cluster.Settings, node: str, query: str, timeout: float = 30) -> str:
+    """One query as the postgres superuser on the node's own socket; its unaligned output."""
+    return run(s, node, "cd /tmp && runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "
+               + shlex.quote(query), timeout=timeout).strip()
+
+
+def pids(s: cluster.Settings, node: str) -> Dict[str, Optional[int]]:
+    """The process ids that a restart of the cluster stack or of PostgreSQL would change."""
+    out = run(s, node, f"pidof corosync; pidof pacemakerd; head -1 {PGDATA}/postmaster.pid 2>/dev/null; true")
+    values = [int(v.split()[0]) if v.strip() else None for v in out.splitlines()] + [None] * 3
+    return dict(zip(("corosync", "pacemakerd", "postmaster"), values[:3]))
+
+
+def ring_id(s: cluster.Settings, node: str) -> str:
+    match = re.search(r"^Ring ID:\s*(\S+)", run(s, node, "corosync-quorumtool -s; true"), re.M)
+    return match.group(1) if match else ""
+
+
+def runtime_token(s: cluster.Settings, node: str) -> int:
+    return int(run(s, node, "corosync-cmapctl -g runtime.config.totem.token").split("=")[-1])
+
+
+def cib_epoch(s: cluster.Settings, node: str) -> Tuple[int, int]:
+    """(admin_epoch, epoch) of the CIB: any change of its configuration raises epoch."""
+    head = run(s, node, "cibadmin --query | head -1")
+    return tuple(int(re.search(rf'\b{name}="(\d+)"', head).group(1)) for name in ("admin_epoch", "epoch"))
+
+
+def timeline(s: cluster.Settings, node: str) -> int:
+    """The timeline a primary writes, or a standby's walreceiver receives (0: not receiving)."""
+    if sql(s, node, "SELECT pg_is_in_recovery()") == "f":
+        return int(sql(s, node, "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"))
+    received = sql(s, node, "SELECT received_tli FROM pg_stat_wal_receiver")
+    return int(received) if received else 0
+
+
+def replication_state(s: cluster.Settings, primary: str, standby: str) -> str:
+    """The standby's state as the primary's pg_stat_replication shows it ("" when absent)."""
+    return sql(s, primary, f"SELECT state FROM pg_stat_replication WHERE application_name = '{standby}'")
