@@ -544,4 +544,3 @@ def test_changed_password_reaches_the_primary_s_role_once(server):
     finally:
         server.psql("ALTER SYSTEM RESET log_statement")
         server.psql("SELECT pg_reload_conf()")
-
