@@ -19,6 +19,7 @@ Lab differences from AWS (kept here, never in the collection):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import boto3
 import yaml
@@ -418,6 +419,25 @@ class Writer:
             if first_fail is None and w.ok:
                 last_ok = w.t1
         return None
+
+
+def primary_and_standby(s: Settings) -> tuple[str, str]:
+    """The node Pacemaker promotes and the other one; RuntimeError when none is promoted."""
+    primary = promoted_node(s)
+    if primary is None:
+        raise RuntimeError("no promoted PostgreSQL in the lab cluster")
+    return primary, next(node[0] for node in NODES if node[0] != primary)
+
+
+@contextlib.contextmanager
+def writing(s: Settings, primary: str, warmup: int = 20) -> Iterator["Writer"]:
+    """A client writing numbered rows through the VIP (the table made on the primary), yielded
+    once its first `warmup` writes are acknowledged; stopped on leaving."""
+    prepare_table(s, primary)
+    start = int(time.time() * 1000) * 100      # seq numbers never reused across runs
+    with Writer(start=start) as writer:
+        wait_for(lambda: len(writer.acknowledged()) >= warmup, 60, 0.2, "the client's first writes through the VIP")
+        yield writer
 
 
 def prepare_table(s: Settings, primary: str) -> None:

@@ -183,15 +183,8 @@ def who_serves(ns: str, host: str) -> Optional[str]:
 
 def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> Timeline:
     """Power off the promoted node under client load and observe what follows."""
-    failed = cluster.promoted_node(s)
-    if failed is None:
-        raise RuntimeError("no promoted PostgreSQL in the lab cluster")
-    survivor = next(node[0] for node in cluster.NODES if node[0] != failed)
-    cluster.prepare_table(s, failed)
-    start = int(time.time() * 1000) * 100     # seq numbers never reused across runs
-    with cluster.Writer(start=start) as writer:
-        cluster.wait_for(lambda: len(writer.acknowledged()) >= warmup, 60, 0.2,
-                         "the client's first writes through the VIP")
+    failed, survivor = cluster.primary_and_standby(s)
+    with cluster.writing(s, failed, warmup) as writer:
         at = time.time()
         cluster.stop_instance(s, failed)
         cluster.wait_for(lambda: writer.ok_after(at, survivor), settle, 0.2,
@@ -268,16 +261,9 @@ def node_attribute(s: cluster.Settings, on: str, node: str, name: str, lifetime:
 def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> StandbyLoss:
     """Power off the standby under client writes, watch the primary degrade and go on writing,
     then rejoin the standby (playbooks/rejoin.yml) and wait until it is in sync again."""
-    primary = cluster.promoted_node(s)
-    if primary is None:
-        raise RuntimeError("no promoted PostgreSQL in the lab cluster")
-    standby = next(node[0] for node in cluster.NODES if node[0] != primary)
+    primary, standby = cluster.primary_and_standby(s)
     loss = StandbyLoss(primary=primary, standby=standby)
-    cluster.prepare_table(s, primary)
-    start = int(time.time() * 1000) * 100
-    with cluster.Writer(start=start) as writer:
-        cluster.wait_for(lambda: len(writer.acknowledged()) >= warmup, 60, 0.2,
-                         "the client's first writes through the VIP")
+    with cluster.writing(s, primary, warmup) as writer:
         at = time.time()
         cluster.stop_instance(s, standby)
         cluster.wait_for(lambda: node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot") == "degraded",

@@ -64,17 +64,10 @@ def _fenced(s: cluster.Settings, survivor: str, loser: str, since: float) -> Opt
 
 def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -> Race:
     """Cut the link between the nodes under writes; heal once a node is fenced; rejoin it."""
-    primary = cluster.promoted_node(s)
-    if primary is None:
-        raise RuntimeError("no promoted PostgreSQL in the lab cluster")
-    standby = next(node[0] for node in cluster.NODES if node[0] != primary)
+    primary, standby = cluster.primary_and_standby(s)
     race = Race(primary=primary, standby=standby)
-    cluster.prepare_table(s, primary)
-    start = int(time.time() * 1000) * 100
     links = [cluster.node_eni(s, n) for n in (primary, standby)]
-    with cluster.Writer(start=start) as writer:
-        cluster.wait_for(lambda: len(writer.acknowledged()) >= warmup, 60, 0.2,
-                         "the client's first writes through the VIP")
+    with cluster.writing(s, primary, warmup) as writer:
         at = time.time()
         partition.cut(links)
         try:
