@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Sequence
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, route_table
+from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, InputError
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import Node, describe_tagged, find_node
 
@@ -89,21 +89,21 @@ def node_summary(node: Node) -> Dict[str, Any]:
 
 def vip_report(aws: AwsSession, vip: str, route_tables: Optional[Sequence[str]], nodes: Sequence[Node],
                holders: Holders) -> Dict[str, Any]:
-    address = route_table.parse_vip(vip)
-    wanted = route_table.check_route_table_ids(route_tables)
+    address = vip_route.parse_vip(vip)
+    wanted = vip_route.check_route_table_ids(route_tables)
     vpcs = sorted({n.vpc_id for n in nodes if n.vpc_id})
     tables = []
     for vpc in vpcs if wanted is None else [None]:
-        tables += route_table.describe_tables(aws, wanted, vpc)
-    ids = wanted or sorted(t["RouteTableId"] for t in tables if route_table.find_route(t, f"{address}/32"))
-    report = route_table.read_routes(aws, address, ids, sorted(holders.by_eni), tables)
+        tables += vip_route.describe_tables(aws, wanted, vpc)
+    ids = wanted or sorted(t["RouteTableId"] for t in tables if vip_route.find_route(t, f"{address}/32"))
+    report = vip_route.read_routes(aws, address, ids, sorted(holders.by_eni), tables)
     flags, per_table, holding = [], {}, set()
     for rtb, route in report.routes.items():
         holder = holders.eni(route.network_interface_id)
         per_table[rtb] = dict(route.holder(), holder=holder)
-        if route.state == route_table.MISSING:
+        if route.state == vip_route.MISSING:
             flags.append(f"{rtb} has no route for {address}/32")
-        elif route.state != route_table.ACTIVE:
+        elif route.state != vip_route.ACTIVE:
             flags.append(f"{rtb} routes {address}/32 to a {route.state} target")
         elif holder is None:
             flags.append(f"{rtb} routes {address}/32 to {route.describe()}, which is no node of the cluster")

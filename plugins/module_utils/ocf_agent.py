@@ -37,7 +37,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, route_table
+from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
     AwsSession,
@@ -363,35 +363,35 @@ class VipRouteAgent(Agent):
         Param("local_interface", "Local network interface that carries the VIP.", default="lo"),
     ]
 
-    def resolve(self) -> route_table.Target:
+    def resolve(self) -> vip_route.Target:
         # create: a route deleted by hand in one of the target's tables (those listed, or found
         # routing the VIP at start) is created again, not a configuration error that stops the
         # endpoint everywhere; the node role may CreateRoute on those tables only.
         tables = self.param("route_tables").replace(",", " ").split() or None
-        return route_table.resolve_target(self.aws, self.param("vip"), self.instance_id(), tables,
+        return vip_route.resolve_target(self.aws, self.param("vip"), self.instance_id(), tables,
                                           self.param("interface") or None, create=True)[0]
 
-    def converge(self, target: route_table.Target, deadline: Deadline) -> bool:
-        verify = min(route_table.DEFAULT_VERIFY_TIMEOUT, deadline.left())
-        return route_table.converge(self.aws, target, verify_timeout=verify).changed
+    def converge(self, target: vip_route.Target, deadline: Deadline) -> bool:
+        verify = min(vip_route.DEFAULT_VERIFY_TIMEOUT, deadline.left())
+        return vip_route.converge(self.aws, target, verify_timeout=verify).changed
 
-    def check(self, target: route_table.Target) -> Any:
-        return route_table.monitor(self.aws, target)
+    def check(self, target: vip_route.Target) -> Any:
+        return vip_route.monitor(self.aws, target)
 
-    def load(self, data: Dict[str, Any]) -> route_table.Target:
+    def load(self, data: Dict[str, Any]) -> vip_route.Target:
         # A target kept by an older agent (create false) gets the same repair.
-        return route_table.Target(**dict(data, create=True))
+        return vip_route.Target(**dict(data, create=True))
 
-    def local_up(self, target: route_table.Target) -> None:
+    def local_up(self, target: vip_route.Target) -> None:
         if not self.local_ok(target):
             ip("addr", "add", f"{target.vip}/32", "dev", self.param("local_interface"))
 
     def local_down(self) -> None:
-        vip = route_table.parse_vip(self.param("vip"))
+        vip = vip_route.parse_vip(self.param("vip"))
         if self._has_address(vip):
             ip("addr", "del", f"{vip}/32", "dev", self.param("local_interface"))
 
-    def local_ok(self, target: route_table.Target) -> bool:
+    def local_ok(self, target: vip_route.Target) -> bool:
         return self._has_address(target.vip)
 
     def _has_address(self, vip: str) -> bool:

@@ -199,7 +199,7 @@ from typing import Any, Dict
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.module_shell import new_module, run_module
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import route_table
+from ansible_collections.ec2ha.cluster.plugins.module_utils import vip_route
 
 
 ARGUMENT_SPEC: Dict[str, Any] = dict(
@@ -216,9 +216,9 @@ def main() -> None:
     p = module.params
 
     def body(aws: Any) -> Dict[str, Any]:
-        target, tables = route_table.resolve_target(aws, p["vip"], p["node"], p["route_tables"],
+        target, tables = vip_route.resolve_target(aws, p["vip"], p["node"], p["route_tables"],
                                                     p["interface"], p["create"])
-        result = route_table.converge(aws, target, module.check_mode, tables)
+        result = vip_route.converge(aws, target, module.check_mode, tables)
         out = result.as_dict()
         out.update(vip=target.vip, instance_id=target.instance_id, network_interface_id=target.eni_id,
                    route_tables=list(target.route_table_ids))

@@ -25,7 +25,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils import (
     dns_record,
     elastic_ip,
     iam_policy,
-    route_table,
+    vip_route,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     DENIED_CODES,
@@ -296,9 +296,9 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
     agent = session(url, node["key"], node["secret"])
     # route table scenario, exactly as the agent runs it (resolve on its own instance id, converge),
     # creating the route that was deleted by hand
-    target, tables = route_table.resolve_target(agent, world["vip"], pg2["instance_id"],
+    target, tables = vip_route.resolve_target(agent, world["vip"], pg2["instance_id"],
                                                 list(world["route_tables"].values()), create=True)
-    moved = route_table.converge(agent, target, tables=tables)
+    moved = vip_route.converge(agent, target, tables=tables)
     assert moved.changed and moved.status.ok
     assert [a.resource for a in moved.actions if a.operation == "create_route"] == [world["route_tables"]["b"]]
     # Elastic IP scenario
@@ -306,7 +306,7 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
         node=pg2["instance_id"], allocation_id=world["eip"]["allocation_id"]))
     assert elastic_ip.converge(agent, eip_target, address=address).changed
     # monitors (read-only) after the moves
-    assert route_table.monitor(agent, target).ok and elastic_ip.monitor(agent, eip_target).ok
+    assert vip_route.monitor(agent, target).ok and elastic_ip.monitor(agent, eip_target).ok
 
     made = {f"{c.service}:{api_name(c.operation)}" for c in agent.calls}
     assert made <= set(iam_policy.actions_of(built["policy"]))
@@ -330,8 +330,8 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
     assert denied(lambda: agent.client("iam").list_users()) in DENIED_CODES
     # a policy without a scenario does not allow that scenario's move
     fencer = session(url, fence_only["key"], fence_only["secret"])
-    back = route_table.resolve_target(session(url, node["key"], node["secret"]), world["vip"],
+    back = vip_route.resolve_target(session(url, node["key"], node["secret"]), world["vip"],
                                       pg1["instance_id"], list(world["route_tables"].values()))[0]
     with pytest.raises(AwsCallError) as caught:
-        route_table.converge(fencer, back)
+        vip_route.converge(fencer, back)
     assert caught.value.code in DENIED_CODES and caught.value.operation == "describe_route_tables"

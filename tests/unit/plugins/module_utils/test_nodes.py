@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import endpoint_info, route_table
+from ansible_collections.ec2ha.cluster.plugins.module_utils import endpoint_info, vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, ConnectionSettings, InputError
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
 
@@ -80,7 +80,7 @@ def test_moving_the_vip_to_a_pattern_fails_before_any_write_and_changes_nothing(
     aws = session(endpoint)
     before = vip_routes(aws, world)
     with pytest.raises(InputError, match=r"^Node '\w+bx\*' matches no live EC2 instance"):
-        route_table.resolve_target(aws, world["vip"], world["prefix"] + "bx*", list(world["route_tables"].values()))
+        vip_route.resolve_target(aws, world["vip"], world["prefix"] + "bx*", list(world["route_tables"].values()))
     assert writes(aws) == []
     assert vip_routes(session(endpoint), world) == before
 

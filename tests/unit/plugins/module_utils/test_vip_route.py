@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import botocore.awsrequest
 import pytest
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import route_table
+from ansible_collections.ec2ha.cluster.plugins.module_utils import vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
     AwsSession,
@@ -55,8 +55,8 @@ def eni(eni_id: str, instance_id: str, check: bool) -> Dict[str, Any]:
             "Attachment": {"InstanceId": instance_id, "DeviceIndex": 0}}
 
 
-def target(create: bool = False, tables: Optional[List[str]] = None) -> route_table.Target:
-    return route_table.Target(vip=VIP, vpc_id=VPC, eni_id=ENI2, instance_id=NODE2, node_label=f"{NODE2} (node-b)",
+def target(create: bool = False, tables: Optional[List[str]] = None) -> vip_route.Target:
+    return vip_route.Target(vip=VIP, vpc_id=VPC, eni_id=ENI2, instance_id=NODE2, node_label=f"{NODE2} (node-b)",
                               route_table_ids=list(tables or RTBS), create=create)
 
 
@@ -93,7 +93,7 @@ def test_converge_moves_every_table_and_turns_srcdst_off(stubbed):
         queue_write(ec2, "replace_route", rtb)
     queue_read(ec2, on_target(), [eni(ENI2, NODE2, False)])
 
-    result = route_table.converge(stubbed.aws, target())
+    result = vip_route.converge(stubbed.aws, target())
 
     stubbed.assert_all_used()
     assert result.changed
@@ -108,7 +108,7 @@ def test_check_mode_makes_no_write_call(stubbed):
     # Only reads are queued: any write would reach Stubber with nothing queued and fail the test.
     queue_read(ec2, [table(rtb, route(ENI1)) for rtb in RTBS], [eni(ENI1, NODE1, False), eni(ENI2, NODE2, True)])
 
-    result = route_table.converge(stubbed.aws, target(), check_mode=True)
+    result = vip_route.converge(stubbed.aws, target(), check_mode=True)
 
     stubbed.assert_all_used()
     assert result.changed
@@ -121,7 +121,7 @@ def test_check_mode_makes_no_write_call(stubbed):
 
 def test_already_converged_writes_nothing(stubbed):
     queue_read(stubbed.stub("ec2"), on_target(), [eni(ENI2, NODE2, False)])
-    result = route_table.converge(stubbed.aws, target())
+    result = vip_route.converge(stubbed.aws, target())
     assert not result.changed and result.status.ok and writes(stubbed.aws) == []
 
 
@@ -133,7 +133,7 @@ def test_partial_state_with_a_blackhole_converges_in_one_run(stubbed):
     queue_write(ec2, "replace_route", RTBS[2])
     queue_read(ec2, on_target(), [eni(ENI2, NODE2, False)])
 
-    result = route_table.converge(stubbed.aws, target())
+    result = vip_route.converge(stubbed.aws, target())
 
     stubbed.assert_all_used()
     assert [(c.operation, c.resource) for c in stubbed.aws.calls if c.operation in WRITES] == [
@@ -145,9 +145,9 @@ def test_partial_state_with_a_blackhole_converges_in_one_run(stubbed):
 def test_route_to_a_deleted_eni_reads_as_blackhole(stubbed):
     # moto keeps "active" for a route whose ENI is gone; AWS says blackhole. Both must read as blackhole.
     queue_read(stubbed.stub("ec2"), [table(RTBS[0], route(GONE_ENI))], [eni(ENI2, NODE2, False)])
-    report = route_table.read_routes(stubbed.aws, VIP, RTBS[:1], [ENI2])
+    report = vip_route.read_routes(stubbed.aws, VIP, RTBS[:1], [ENI2])
     assert report.routes[RTBS[0]].state == "blackhole"
-    assert route_table.classify(report, target(tables=RTBS[:1])).status == "wrong"
+    assert vip_route.classify(report, target(tables=RTBS[:1])).status == "wrong"
 
 
 def test_route_already_exists_on_create_is_replaced(stubbed):
@@ -160,7 +160,7 @@ def test_route_already_exists_on_create_is_replaced(stubbed):
     queue_write(ec2, "replace_route", RTBS[0])
     queue_read(ec2, on_target(RTBS[:1]), [eni(ENI2, NODE2, False)])
 
-    result = route_table.converge(stubbed.aws, target(create=True, tables=RTBS[:1]))
+    result = vip_route.converge(stubbed.aws, target(create=True, tables=RTBS[:1]))
 
     stubbed.assert_all_used()
     assert writes(stubbed.aws) == ["create_route", "replace_route"]
@@ -174,7 +174,7 @@ def test_route_already_exists_and_right_is_left_alone(stubbed):
     queue_read(ec2, on_target(RTBS[:1]), [eni(ENI2, NODE2, False)])
     queue_read(ec2, on_target(RTBS[:1]), [eni(ENI2, NODE2, False)])
 
-    result = route_table.converge(stubbed.aws, target(create=True, tables=RTBS[:1]))
+    result = vip_route.converge(stubbed.aws, target(create=True, tables=RTBS[:1]))
 
     stubbed.assert_all_used()
     assert writes(stubbed.aws) == ["create_route"]
@@ -185,7 +185,7 @@ def test_missing_route_without_create_fails_before_any_write(stubbed):
     queue_read(stubbed.stub("ec2"), [table(RTBS[0], route(ENI1)), table(RTBS[1], None)],
                [eni(ENI1, NODE1, False), eni(ENI2, NODE2, True)])
     with pytest.raises(InputError, match=f"Route table {RTBS[1]} has no route for {DEST}: set create=true"):
-        route_table.converge(stubbed.aws, target(tables=RTBS[:2]))
+        vip_route.converge(stubbed.aws, target(tables=RTBS[:2]))
     assert writes(stubbed.aws) == []
 
 
@@ -196,7 +196,7 @@ def test_failure_midway_raises_and_the_next_converge_finishes(stubbed):
     ec2.add_client_error("replace_route", service_error_code="InternalError", http_status_code=500)
 
     with pytest.raises(AwsCallError) as failed:
-        route_table.converge(stubbed.aws, target())
+        vip_route.converge(stubbed.aws, target())
     assert failed.value.operation == "replace_route" and RTBS[1] in str(failed.value)
     assert [c.resource for c in stubbed.aws.calls if c.operation == "replace_route"] == RTBS[:2]  # 3rd untouched
     stubbed.assert_all_used()
@@ -209,7 +209,7 @@ def test_failure_midway_raises_and_the_next_converge_finishes(stubbed):
     queue_write(ec2, "replace_route", RTBS[2])
     queue_read(ec2, on_target(), [eni(ENI2, NODE2, False)])
 
-    result = route_table.converge(stubbed.aws, target())
+    result = vip_route.converge(stubbed.aws, target())
 
     stubbed.assert_all_used()
     assert [c.resource for c in stubbed.aws.calls if c.operation == "replace_route"] == RTBS[1:]
@@ -223,7 +223,7 @@ def test_access_denied_is_one_sentence_naming_the_permission(stubbed):
                          service_message="You are not authorized to perform this operation.")
 
     with pytest.raises(AwsCallError) as failed:
-        route_table.converge(stubbed.aws, target(tables=RTBS[:1]))
+        vip_route.converge(stubbed.aws, target(tables=RTBS[:1]))
 
     message = str(failed.value)
     assert message == (f"ec2:ReplaceRoute on {RTBS[0]} was denied (UnauthorizedOperation): "
@@ -238,7 +238,7 @@ def test_verify_fails_when_the_reread_differs(stubbed):
     queue_read(ec2, [table(RTBS[0], route(ENI1))], [eni(ENI1, NODE1, False), eni(ENI2, NODE2, False)])
 
     with pytest.raises(VerifyError, match=f"After the writes, {RTBS[0]} has an active route to {ENI1}"):
-        route_table.converge(stubbed.aws, target(tables=RTBS[:1]), verify_timeout=0)
+        vip_route.converge(stubbed.aws, target(tables=RTBS[:1]), verify_timeout=0)
 
 
 def test_verify_polls_until_the_state_shows():
@@ -253,7 +253,7 @@ def test_verify_polls_until_the_state_shows():
             return [eni(ENI2, NODE2, False)]
 
     aws = FakeAws(ConnectionSettings(region="us-east-1"))
-    report = route_table.verify(aws, target(tables=RTBS[:1]), timeout=5, clock=lambda: next(clock),
+    report = vip_route.verify(aws, target(tables=RTBS[:1]), timeout=5, clock=lambda: next(clock),
                                 sleep=sleeps.append)
     assert report.routes[RTBS[0]].network_interface_id == ENI2
     assert sleeps == [0.25]
@@ -267,8 +267,8 @@ def test_throttled_monitor_is_unknown_then_ok(stubbed):
                          service_message="Request limit exceeded.")
     queue_read(ec2, on_target(), [eni(ENI2, NODE2, False)])
 
-    first = route_table.monitor(stubbed.aws, target())
-    second = route_table.monitor(stubbed.aws, target())
+    first = vip_route.monitor(stubbed.aws, target())
+    second = vip_route.monitor(stubbed.aws, target())
 
     stubbed.assert_all_used()
     assert first.status == "unknown" and "RequestLimitExceeded" in first.details[0]
@@ -279,7 +279,7 @@ def test_throttled_converge_raises_a_transient_error(stubbed):
     stubbed.stub("ec2").add_client_error("describe_route_tables", service_error_code="Throttling",
                                          http_status_code=400)
     with pytest.raises(AwsCallError) as failed:
-        route_table.converge(stubbed.aws, target())
+        vip_route.converge(stubbed.aws, target())
     assert failed.value.transient
     assert writes(stubbed.aws) == []
 
@@ -287,7 +287,7 @@ def test_throttled_converge_raises_a_transient_error(stubbed):
 def test_monitor_reports_wrong_with_details(stubbed):
     queue_read(stubbed.stub("ec2"), [table(RTBS[0], route(ENI1)), table(RTBS[1], route(ENI2)), table(RTBS[2], None)],
                [eni(ENI1, NODE1, False), eni(ENI2, NODE2, True)])
-    status = route_table.monitor(stubbed.aws, target())
+    status = vip_route.monitor(stubbed.aws, target())
     assert status.status == "wrong"
     assert [d.split(" ")[0] for d in status.details] == [RTBS[0], RTBS[2], ENI2]
     assert f"an active route to {ENI1} ({NODE1})" in status.details[0]
@@ -335,7 +335,7 @@ def test_one_throttle_is_retried_by_botocore_and_the_monitor_sees_ok(monkeypatch
                                         endpoint_url="http://127.0.0.1:9", max_attempts=3))
     aws.client("ec2").meta.events.register("before-send.ec2", answer)
 
-    status = route_table.monitor(aws, target(tables=RTBS[:1]))
+    status = vip_route.monitor(aws, target(tables=RTBS[:1]))
 
     assert status.status == "ok"
     assert len(sent) == 3 and answers == []            # the throttled request was sent again
@@ -357,7 +357,7 @@ def queue_vpc(stub: Any, cidrs: List[str]) -> None:
 @pytest.mark.parametrize("vip", ["192.168.50", "not-an-ip", "fd00::1", "192.168.50.0/24", ""])
 def test_bad_vip_is_refused_before_any_call(stubbed, vip):
     with pytest.raises(InputError, match=r"^vip '.*' is not an IPv4 address: expected a single address"):
-        route_table.resolve_target(stubbed.aws, vip, NODE2)
+        vip_route.resolve_target(stubbed.aws, vip, NODE2)
     assert stubbed.aws.calls == []
 
 
@@ -366,7 +366,7 @@ def test_vip_inside_a_secondary_cidr_is_refused(stubbed):
     queue_node(ec2, instance(NODE2, [ENI2]))
     queue_vpc(ec2, ["10.0.0.0/16", "192.168.0.0/16"])
     with pytest.raises(InputError, match=f"^vip {VIP} is inside 192.168.0.0/16 of {VPC}"):
-        route_table.resolve_target(stubbed.aws, VIP, NODE2)
+        vip_route.resolve_target(stubbed.aws, VIP, NODE2)
     assert writes(stubbed.aws) == []
 
 
@@ -378,9 +378,9 @@ def test_route_tables_of_another_vpc_or_unknown_are_refused(stubbed):
         queue_vpc(ec2, ["10.0.0.0/16"])
         ec2.add_response("describe_route_tables", {"RouteTables": found})
     with pytest.raises(InputError, match=f"^Route table {RTBS[1]} belongs to {OTHER_VPC}, not to the node's {VPC}"):
-        route_table.resolve_target(stubbed.aws, VIP, NODE2, RTBS[:2])
+        vip_route.resolve_target(stubbed.aws, VIP, NODE2, RTBS[:2])
     with pytest.raises(InputError, match=f"^Route table '{RTBS[2]}' does not exist"):
-        route_table.resolve_target(stubbed.aws, VIP, NODE2, [RTBS[0], RTBS[2]])
+        vip_route.resolve_target(stubbed.aws, VIP, NODE2, [RTBS[0], RTBS[2]])
     stubbed.assert_all_used()
 
 
@@ -390,7 +390,7 @@ def test_route_tables_of_another_vpc_or_unknown_are_refused(stubbed):
 ])
 def test_malformed_route_tables_are_refused_before_any_call(stubbed, tables, message):
     with pytest.raises(InputError, match=message):
-        route_table.resolve_target(stubbed.aws, VIP, NODE2, tables)
+        vip_route.resolve_target(stubbed.aws, VIP, NODE2, tables)
     assert stubbed.aws.calls == []
 
 
@@ -400,7 +400,7 @@ def test_omitted_route_tables_are_those_with_the_route(stubbed):
     queue_vpc(ec2, ["10.0.0.0/16"])
     ec2.add_response("describe_route_tables", {"RouteTables": [table(RTBS[2], route(ENI1)), table(RTBS[0], None),
                                                                table(RTBS[1], route(ENI1, "blackhole"))]})
-    found = route_table.resolve_target(stubbed.aws, VIP + "/32", "node-b")[0]
+    found = vip_route.resolve_target(stubbed.aws, VIP + "/32", "node-b")[0]
     assert found.route_table_ids == [RTBS[1], RTBS[2]]
     assert (found.vip, found.eni_id, found.instance_id) == (VIP, ENI2, NODE2)
 
@@ -412,7 +412,7 @@ def test_omitted_route_tables_and_no_route_anywhere_is_refused(stubbed):
     ec2.add_response("describe_route_tables", {"RouteTables": [table(RTBS[0], None)]})
     with pytest.raises(InputError, match=f"^No route table of {VPC} has a route for {DEST}: list route_tables "
                                          "and set create=true"):
-        route_table.resolve_target(stubbed.aws, VIP, NODE2)
+        vip_route.resolve_target(stubbed.aws, VIP, NODE2)
 
 
 def test_node_with_several_enis_needs_an_interface(stubbed):
@@ -420,14 +420,14 @@ def test_node_with_several_enis_needs_an_interface(stubbed):
     for _attempt in range(2):
         queue_node(ec2, instance(NODE2, [ENI2, GONE_ENI]))
     with pytest.raises(InputError, match="has 2 network interfaces .*: set interface"):
-        route_table.resolve_target(stubbed.aws, VIP, NODE2)
+        vip_route.resolve_target(stubbed.aws, VIP, NODE2)
     queue_vpc(ec2, ["10.0.0.0/16"])
     ec2.add_response("describe_route_tables", {"RouteTables": [table(RTBS[0], route(ENI1))]})
-    found = route_table.resolve_target(stubbed.aws, VIP, NODE2, interface="1")[0]
+    found = vip_route.resolve_target(stubbed.aws, VIP, NODE2, interface="1")[0]
     assert found.eni_id == GONE_ENI
 
 
 def test_stopped_node_is_refused(stubbed):
     queue_node(stubbed.stub("ec2"), instance(NODE2, [ENI2], state="stopped"))
     with pytest.raises(InputError, match="is stopped, not running"):
-        route_table.resolve_target(stubbed.aws, VIP, NODE2)
+        vip_route.resolve_target(stubbed.aws, VIP, NODE2)
