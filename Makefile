@@ -21,10 +21,12 @@ $(STAMP): requirements-dev.txt requirements-test.txt
 	$(PY) -m pip install -q -r requirements-test.txt
 	touch $@
 
-# Make the checkout importable as ec2ha.cluster for ansible-playbook / ansible-doc.
+# Make the checkout importable as ec2ha.cluster for ansible-playbook / ansible-doc, and for the
+# venv's Python (the lab, the demo): a .pth file in its site-packages names .build/collections.
 collection: venv
 	mkdir -p .build/collections/ansible_collections/ec2ha
 	ln -sfn $(CURDIR) .build/collections/ansible_collections/ec2ha/cluster
+	echo $(CURDIR)/.build/collections > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/ec2ha-collection.pth"
 
 test: unit unit-boto-min integration sanity lint build-check package-check lab-test
 
@@ -62,21 +64,21 @@ build-check: venv
 package-check:
 	tests/support/package_check.sh
 
-lab-up: venv
+lab-up: collection
 	$(PY) -m lab up
 
-lab-down: venv
+lab-down: collection
 	$(PY) -m lab down
 
-lab-bench: venv
+lab-bench: collection
 	$(PY) -m lab bench
 
 bench: collection
 	$(PY) -m lab bench
-	$(PY) -m lab.failover_bench 3 --standby-loss --agents 3
+	$(PY) -m lab.bench.failover_bench 3 --standby-loss --agents 3
 
 demo: collection
-	$(PY) demo/cluster_demo.py
+	$(PY) -m demo.cluster_demo
 
 demo-moto: collection
 	$(PY) demo/demo.py

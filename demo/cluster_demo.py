@@ -2,7 +2,7 @@
 the active node powered off -> a timeline of what the client saw and what Pacemaker did ->
 the fenced node rejoined as a standby.
 
-    PYTHONPATH=. .venv/bin/python demo/cluster_demo.py [--keep]
+    .venv/bin/python -m demo.cluster_demo [--keep]       # from the checkout (what `make demo` runs)
 
 The lab is taken down at the end when this demo brought it up (unless --keep); a lab that was
 already up is left up, with the pair in it.
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from lab import cluster, failover_bench  # noqa: E402
+from lab.bench import failover_bench
+from lab.emulator import lifecycle
+from lab.helpers import wait_for
+from lab.pair import cluster, health
 
 
 def step(text: str) -> float:
@@ -27,15 +25,14 @@ def step(text: str) -> float:
 
 
 def main(argv: list[str]) -> int:
-    from lab import cli
-    brought_up = not cli.lab_info()
+    brought_up = not lifecycle.lab_info()
     try:
         started = step("lab up, then playbooks/site.yml builds the pair (several minutes the first time)")
-        settings = failover_bench.ensure_cluster("demo-site.log")
+        settings = health.ensure_cluster("demo-site.log")
         print(f"built in {time.monotonic() - started:.0f} s; log {cluster.WORK_DIR / 'demo-site.log'}")
-        cluster.wait_for(lambda: failover_bench.healthy(settings), 300, 1,
+        wait_for(lambda: health.healthy(settings), 300, 1,
                          "a promoted PostgreSQL and a standby in sync")
-        roles = failover_bench.pair_roles(settings)
+        roles = health.pair_roles(settings)
         print("Pacemaker: " + ", ".join(f"{n} {r}" for n, r in sorted(roles.items())))
         print(f"endpoints: VIP {cluster.VIP} (route table), EIP {settings.public_ip}, "
               f"A record {cluster.RECORD}")
@@ -49,8 +46,8 @@ def main(argv: list[str]) -> int:
         print("  AWS, as endpoint_info reads it: " + ", ".join(f"{k} on {v}" for k, v in holders.items()))
 
         step(f"{timeline.failed} is started again and rejoins (playbooks/rejoin.yml)")
-        timeline.rejoined_as = failover_bench.rejoin(settings, timeline.failed)
-        roles = failover_bench.pair_roles(settings)
+        timeline.rejoined_as = health.rejoin(settings, timeline.failed)
+        roles = health.pair_roles(settings)
         print("Pacemaker: " + ", ".join(f"{n} {r}" for n, r in sorted(roles.items())))
         ok = (not timeline.missing and timeline.served_by == timeline.survivor
               and timeline.eip_serves == timeline.survivor
@@ -63,7 +60,7 @@ def main(argv: list[str]) -> int:
     finally:
         if brought_up and "--keep" not in argv:
             step("lab down")
-            down = failover_bench.cli_command("down")
+            down = health.cli_command("down")
             print((down.stdout.strip().splitlines() or [down.stderr.strip()])[-1])
 
 

@@ -10,18 +10,15 @@ import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Callable
 
 import boto3
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from lab import topology
+from lab.emulator import hosts, lifecycle
+from lab.helpers import wait_for
 
-from lab import cli, hosts, topology  # noqa: E402
+REPO = topology.REPO
 
 LAB_TIMEOUT = 180
 
@@ -30,19 +27,6 @@ def lab_command(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=LAB_TIMEOUT, check=False)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05,
-             what: str = "condition") -> object:
-    """Bounded poll: the predicate's first truthy value, or an assertion error."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def root_namespace_network() -> dict[str, str]:
@@ -64,20 +48,20 @@ def lab_session(root_network_before) -> bool:
     """True if this session brought the lab up (and so takes it down at the end)."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, mounts)")
-    ours = not cli.lab_info()        # a lab someone else brought up is left running
+    ours = not lifecycle.lab_info()        # a lab someone else brought up is left running
     result = lab_command("up")
     assert result.returncode == 0, result.stderr
     yield ours
     if ours:
         result = lab_command("down")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert cli.leftovers() == []
+        assert lifecycle.leftovers() == []
 
 
 @pytest.fixture
 def lab(lab_session) -> dict:
     """lab.json of the running lab (read afresh: a test may have restarted the lab)."""
-    return json.loads(cli.LAB_JSON.read_text())
+    return json.loads(lifecycle.LAB_JSON.read_text())
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Dict, List, Optional
 
 import boto3
 
 from lab import topology
-from lab.network import Namespaces, Network, netns_exists, run
+from lab.emulator.dataplane.kernel import netns_exists, run
+from lab.emulator.dataplane.router import Namespaces, Network
 
 REPO = topology.REPO
 BANNER_PORT = 7000
@@ -36,19 +37,6 @@ while True:
     try: c.sendall(sys.argv[1].encode() + b"\\n")
     finally: c.close()
 """
-
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], timeout: float = 3.0, interval: float = 0.05) -> T:
-    """Poll `check` until it returns a truthy value; returns it, or the last value at timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
 
 @dataclass
 class Node:

@@ -9,20 +9,14 @@ rules it out: no two requests are ever inside moto at once. No root and no lab n
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 import boto3
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from lab import control  # noqa: E402
+from lab.emulator import control
 
 CALLERS = 4
 

@@ -19,16 +19,17 @@ from typing import Iterator, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from netfixture import BANNER_PORT, VIP, Stage
 
-from netfixture import BANNER_PORT, VIP, Stage, wait_for  # noqa: E402
-
-from lab import dns, topology  # noqa: E402
-from lab.network import (KernelRoute, format_latencies, ip_json, kernel_route,  # noqa: E402
-                         measure_latencies, netns_exists, nft_ruleset, plan_router, table_number)
-from lab.probe import ProbeError, probe, resolve  # noqa: E402
-from lab.snapshot import (Address, Ec2Snapshot, Eni, Instance, Peering, Route, RouteTable,  # noqa: E402
-                          Subnet, Vpc, Zone)
+from lab import topology
+from lab.bench.latency import format_latencies, measure_latencies
+from lab.emulator.dataplane import dns
+from lab.emulator.dataplane.kernel import ip_json, kernel_route, netns_exists
+from lab.emulator.dataplane.plan import KernelRoute, nft_ruleset, plan_router, table_number
+from lab.emulator.dataplane.probe import ProbeError, probe, resolve
+from lab.emulator.dataplane.snapshot import (Address, Ec2Snapshot, Eni, Instance, Peering, Route,
+                                             RouteTable, Subnet, Vpc, Zone)
+from lab.helpers import poll
 
 REPO = Path(__file__).resolve().parents[2]
 MOTO = REPO / "tests" / "support" / "moto_server.py"
@@ -68,7 +69,7 @@ def banner(ns: str, host: str, timeout: float = 0.5) -> Optional[str]:
 
 def answers(ns: str, host: str, expected: Optional[str], timeout: float = 3.0) -> bool:
     """True once `expected` answers (None: once nothing does), polled up to `timeout`."""
-    return wait_for(lambda: banner(ns, host) == expected, timeout=timeout)
+    return poll(lambda: banner(ns, host) == expected, timeout)
 
 
 def resolves(ns: str, name: str, expected: tuple, timeout: float = 3.0) -> bool:
@@ -78,7 +79,7 @@ def resolves(ns: str, name: str, expected: tuple, timeout: float = 3.0) -> bool:
             return resolve(ns, name).addresses == expected
         except ProbeError:
             return False
-    return wait_for(check, timeout=timeout)
+    return poll(check, timeout)
 
 
 def route_of(st: Stage, table_id: str, dest: str) -> Optional[KernelRoute]:
@@ -300,7 +301,7 @@ def test_host_link_comes_and_goes_with_the_instance(stage: Stage) -> None:
     try:
         assert answers(stage.names.client, node.private_ip, "node3")
         stage.ec2.terminate_instances(InstanceIds=[node.instance_id])
-        assert wait_for(lambda: "eth0" not in {e["ifname"] for e in ip_json(node.netns, "link", "show")})
+        assert poll(lambda: "eth0" not in {e["ifname"] for e in ip_json(node.netns, "link", "show")}, 3.0)
     finally:
         stage.ec2.terminate_instances(InstanceIds=[node.instance_id])
 
@@ -323,10 +324,11 @@ def test_teardown_removes_everything_it_made(stage: Stage) -> None:
     stage.ticker.stop()
     stage.network.teardown()
     assert [ns for ns in stage.names.all() if netns_exists(ns)] == []
-    assert not Path(f"/proc/{dns_pid}").exists() or "lab.dns" not in Path(f"/proc/{dns_pid}/cmdline").read_text()
+    assert not Path(f"/proc/{dns_pid}").exists() or "lab.emulator.dataplane.dns" not in Path(f"/proc/{dns_pid}/cmdline").read_text()
     assert not (Path("/etc/netns") / stage.names.client).exists()
     # The hosts' ends of the veths go with the router (the kernel cleans up asynchronously).
-    assert wait_for(lambda: [e["ifname"] for e in ip_json(stage.nodes["node1"].netns, "link", "show")] == ["lo"])
+    assert poll(lambda: [e["ifname"] for e in ip_json(stage.nodes["node1"].netns, "link", "show")] == ["lo"],
+                3.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import wait_for
+from lab.helpers import wait_for
 
 
 @pytest.fixture

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, hosts, lab_command, root_namespace_network, topology, wait_for
+from conftest import lab_command, root_namespace_network
+
+from lab import topology
+from lab.emulator import hosts, lifecycle
+from lab.helpers import wait_for
 
 # A bound, not a speed goal: a power change follows the API call well within this even on a loaded
 # CI machine (a terminate also unmounts the host's disk). `lab bench` measures the real figure
@@ -24,12 +28,12 @@ def test_down_leaves_nothing_and_up_works_again_at_once(lab, lab_session):
     old_pid = lab["pid"]
     result = lab_command("down")
     assert result.returncode == 0, result.stderr
-    assert cli.leftovers() == []
+    assert lifecycle.leftovers() == []
     assert not hosts.netns_exists(topology.ROUTER_NS)
-    assert not hosts.pid_matches(old_pid, cli.DAEMON_MARKER)
+    assert not hosts.pid_matches(old_pid, lifecycle.DAEMON_MARKER)
     result = lab_command("up")
     assert result.returncode == 0, result.stderr
-    info = cli.lab_info()
+    info = lifecycle.lab_info()
     assert info["ready"] and info["pid"] != old_pid
     assert hosts.netns_exists(topology.ROUTER_NS)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import wait_for
+from lab.helpers import wait_for
 
 # Runs in the host (Debian's python3): one SSH round trip reads every path asked for.
 READER = r'''

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from lab import cluster, failover_bench
+from lab.helpers import wait_for
+from lab.pair import cluster, health
 
 
 @pytest.fixture(scope="package")
 def pair(lab_session):
-    settings = failover_bench.ensure_cluster("test-site-1.log")
+    settings = health.ensure_cluster("test-site-1.log")
     yield settings
     ids = [i["InstanceId"] for i in cluster.node_instances(settings).values()]
     if ids:
@@ -24,9 +25,9 @@ def pair(lab_session):
 def healthy_pair(pair):
     """The pair with one primary and a standby in sync; a node left out by an earlier module
     (fenced, powered off) is rejoined first."""
-    roles = failover_bench.pair_roles(pair)
+    roles = health.pair_roles(pair)
     for name, _subnet, _address in cluster.NODES:
         if roles.get(name) not in ("Promoted", "Unpromoted") and list(roles.values()).count("Promoted") == 1:
-            failover_bench.rejoin(pair, name)
-    cluster.wait_for(lambda: failover_bench.healthy(pair), 180, 1, "a healthy pair: the standby streaming in sync")
+            health.rejoin(pair, name)
+    wait_for(lambda: health.healthy(pair), 180, 1, "a healthy pair: the standby streaming in sync")
     return pair

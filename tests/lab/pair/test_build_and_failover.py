@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import pytest
 
-from lab import cluster, cluster_state, failover_bench, partition
+from lab.bench import failover_bench
+from lab.emulator.dataplane import partition
+from lab.helpers import wait_for
+from lab.pair import client, cluster, cluster_state, health
 
 BULK_ROWS = 300_000
 
 
 @pytest.fixture(scope="module")
 def failover(pair):
-    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "a healthy pair: the standby streaming in sync")
+    wait_for(lambda: health.healthy(pair), 120, 1, "a healthy pair: the standby streaming in sync")
     # Hundreds of thousands of rows just before the power-off leave the standby with many dirty
     # buffers: once promoted, its checkpoint is spread over most of checkpoint_timeout, and until
     # it ends its control file still names the old timeline (what pg_rewind reads).
@@ -44,11 +47,11 @@ def test_second_build_out_changes_nothing(pair):
 
 
 def test_pair_is_healthy_after_build_out(pair):
-    roles = failover_bench.pair_roles(pair)
+    roles = health.pair_roles(pair)
     assert sorted(roles.values()) == ["Promoted", "Unpromoted"]
     primary = next(n for n, r in roles.items() if r == "Promoted")
-    cluster.prepare_table(pair, primary)
-    assert failover_bench.who_serves("e2h-client", cluster.VIP) == primary
+    client.prepare_table(pair, primary)
+    assert health.who_serves("e2h-client", cluster.VIP) == primary
 
 
 def _tls_replication(pair, primary: str) -> list:
@@ -60,7 +63,7 @@ def _tls_replication(pair, primary: str) -> list:
 
 def test_replication_runs_over_tls_and_cleartext_is_refused(pair):
     # Before: replication across the AZs, and clients through the EIP, were cleartext.
-    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "a healthy pair: the standby streaming in sync")
+    wait_for(lambda: health.healthy(pair), 120, 1, "a healthy pair: the standby streaming in sync")
     primary = cluster.promoted_node(pair)
     standby = next(n for n, _subnet, _address in cluster.NODES if n != primary)
     assert _tls_replication(pair, primary) == [(standby, "streaming", "t", f"/CN={standby}")]
@@ -88,7 +91,7 @@ def test_failover_fences_promotes_and_moves_every_endpoint(failover, pair):
     for event in ("lost", "fenced", "promoted", "vip", "eip", "dns"):
         assert failover.events[event] is not None, f"{event} not seen in the survivor's log"
     assert failover.events["fenced"] <= failover.events["promoted"] <= failover.events["vip"]
-    info = failover_bench.pair_roles(pair)
+    info = health.pair_roles(pair)
     assert info.get(survivor) == "Promoted"
     assert info.get(failover.failed) != "Promoted"
 
@@ -101,12 +104,12 @@ def rejoin_cut_off(failover, pair):
     if cluster.instance_state(pair, failed) == "stopped":
         cluster.start_instance(pair, failed)
     controldata = f"/usr/lib/postgresql/15/bin/pg_controldata {cluster_state.PGDATA}"
-    cluster.wait_for(lambda: cluster.ssh(pair, cluster.node_address(failed), "true", timeout=10).returncode == 0,
+    wait_for(lambda: cluster.ssh(pair, cluster.node_address(failed), "true", timeout=10).returncode == 0,
                      120, 1, f"{failed} to answer over SSH")
     before = cluster_state.run(pair, failed, controldata)
     partition.cut([cluster.node_eni(pair, n) for n in (failed, failover.survivor)])
     try:
-        run = failover_bench.run_rejoin(pair, failed)
+        run = health.run_rejoin(pair, failed)
     finally:
         partition.heal()
     after = cluster_state.run(pair, failed, controldata)
@@ -117,7 +120,7 @@ def rejoin_cut_off(failover, pair):
 def rejoined(rejoin_cut_off, failover, pair):
     """The fenced node brought back by playbooks/rejoin.yml at once (-vvv, as an operator
     chasing a problem would run it); its role as Pacemaker reports it, and the run's output."""
-    role = failover_bench.rejoin(pair, failover.failed, extra=["-vvv"])
+    role = health.rejoin(pair, failover.failed, extra=["-vvv"])
     return role, (cluster.WORK_DIR / "rejoin.log").read_text()
 
 
@@ -135,11 +138,11 @@ def test_a_rewind_that_cannot_reach_the_primary_fails_and_keeps_the_data(rejoin_
 def test_fenced_node_rejoins_as_standby(failover, rejoined, pair):
     role, _output = rejoined
     assert role == "Unpromoted"
-    roles = failover_bench.pair_roles(pair)
+    roles = health.pair_roles(pair)
     assert list(roles.values()).count("Promoted") == 1
     assert roles[failover.survivor] == "Promoted"
     assert cluster.instance_state(pair, failover.failed) == "running"
-    assert failover_bench.who_serves("e2h-client", cluster.VIP) == failover.survivor
+    assert health.who_serves("e2h-client", cluster.VIP) == failover.survivor
 
 
 def test_rejoined_node_streams_on_the_new_primary_s_timeline(failover, rejoined, pair):
@@ -201,13 +204,13 @@ def test_rerun_after_failover_never_empties_the_new_primary(rerun_after_failover
     assert "it may hold the newest data; nothing was deleted" in run.output
     assert rows_after == rows and int(rows) > 0
     assert epoch_after == epoch                              # the CIB was not touched
-    assert failover_bench.pair_roles(pair).get(failover.survivor) == "Promoted"
+    assert health.pair_roles(pair).get(failover.survivor) == "Promoted"
 
 
 @pytest.fixture(scope="module")
 def standby_lost(rejoined, pair):
     """The standby powered off under writes, then rejoined (the pair is healthy again after)."""
-    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "the rejoined standby streaming in sync")
+    wait_for(lambda: health.healthy(pair), 120, 1, "the rejoined standby streaming in sync")
     return failover_bench.standby_loss_once(pair)
 
 
@@ -232,7 +235,7 @@ def test_returning_standby_brings_synchronous_replication_back(standby_lost):
 def test_rejoined_node_takes_over_in_turn(failover, rejoined, pair):
     # The rejoined node is a real standby: powering off the new primary fails over back to it,
     # through the fence device that has to start on a node which was itself fenced.
-    cluster.wait_for(lambda: failover_bench.healthy(pair), 120, 1, "the rejoined standby streaming in sync")
+    wait_for(lambda: health.healthy(pair), 120, 1, "the rejoined standby streaming in sync")
     back = failover_bench.failover_once(pair)
     assert back.failed == failover.survivor and back.survivor == failover.failed
     assert back.missing == [] and back.acknowledged > 20

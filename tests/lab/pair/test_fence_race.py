@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from lab import cluster, failover_bench, fence_race
+from lab.helpers import wait_for
+from lab.pair import fence_race, health
 
 RUNS = int(os.environ.get("EC2HA_FENCE_RACES", "10"))
 
@@ -19,7 +20,7 @@ RUNS = int(os.environ.get("EC2HA_FENCE_RACES", "10"))
 def races(healthy_pair):
     results = []
     for index in range(RUNS):
-        cluster.wait_for(lambda: failover_bench.healthy(healthy_pair), 180, 1,
+        wait_for(lambda: health.healthy(healthy_pair), 180, 1,
                          f"a healthy pair before partition {index + 1}")
         results.append(fence_race.partition_once(healthy_pair))
     return results

@@ -6,14 +6,15 @@ from __future__ import annotations
 import re
 import time
 
-from lab import cluster, cluster_state, failover_bench
+from lab.helpers import wait_for
+from lab.pair import cluster, cluster_state, health
 
 GUARD = "pgsql-sync-guard"
 STATUS = "ec2ha-pgsql-replication"        # the replication role's replication_status_attribute
 
 
 def _status(pair, primary: str) -> str:
-    return failover_bench.node_attribute(pair, primary, primary, STATUS, "reboot") or ""
+    return health.node_attribute(pair, primary, primary, STATUS, "reboot") or ""
 
 
 def _guard_pid(pair, primary: str) -> str:
@@ -34,7 +35,7 @@ def test_a_stuck_sync_guard_is_reported_and_restarted_without_moving_the_primary
         return _guard_pid(pair, primary) not in ("", stuck) and _status(pair, primary) == "sync"
 
     try:
-        cluster.wait_for(restarted, 120, 1, "the stuck guard to be replaced by a new one")
+        wait_for(restarted, 120, 1, "the stuck guard to be replaced by a new one")
     finally:
         cluster_state.run(pair, primary, f"kill -CONT {stuck} 2>/dev/null; true")
     assert "unknown" in seen                         # published by the failing monitor hook
@@ -51,11 +52,11 @@ def test_a_route_deleted_by_hand_is_put_back_by_the_monitor(healthy_pair):
     pair.client("ec2").delete_route(RouteTableId=pair.route_tables[0], DestinationCidrBlock=f"{cluster.VIP}/32")
     deleted = time.monotonic()
     assert cluster.endpoint_holders(pair)["vip"] is None
-    cluster.wait_for(lambda: cluster.endpoint_holders(pair)["vip"] == primary, 40, 1,
+    wait_for(lambda: cluster.endpoint_holders(pair)["vip"] == primary, 40, 1,
                      "the monitor to route the VIP to the primary again")
     print(f"\nroute re-created {time.monotonic() - deleted:.1f} s after it was deleted")
     assert cluster.promoted_node(pair) == primary
-    assert failover_bench.who_serves("e2h-client", cluster.VIP) == primary
+    assert health.who_serves("e2h-client", cluster.VIP) == primary
     status = cluster_state.run(pair, primary, "crm_mon -1 --output-as=xml")
-    assert 'id="ec2ha-vip" resource_agent="ocf:ec2ha:vip_route" role="Started"' in status
-    assert 'op_key="ec2ha-vip_monitor' not in status          # repaired, not failed
+    assert 'id="ec2ha-vip-route" resource_agent="ocf:ec2ha:vip_route" role="Started"' in status
+    assert 'op_key="ec2ha-vip-route_monitor' not in status          # repaired, not failed

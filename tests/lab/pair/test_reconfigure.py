@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from lab import cluster, cluster_state
+from lab.helpers import wait_for
+from lab.pair import cluster, cluster_state
 
 NODES = [name for name, _subnet, _address in cluster.NODES]
 TOKEN = 3300                                 # the lab inventory runs 3000
@@ -28,7 +29,7 @@ def _streams_after_reconnect(pair) -> bool:
     standby = next(n for n in NODES if n != primary)
     cluster_state.sql(pair, primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
     try:
-        cluster.wait_for(lambda: cluster_state.replication_state(pair, primary, standby) == "streaming",
+        wait_for(lambda: cluster_state.replication_state(pair, primary, standby) == "streaming",
                          60, 1, f"{standby} streaming again after a reconnect")
     except TimeoutError:
         return False

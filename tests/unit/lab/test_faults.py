@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""lab/faults.py: rules match what they say, botocore sees the injected errors as AWS's own (and its
+"""lab/emulator/faults.py: rules match what they say, botocore sees the injected errors as AWS's own (and its
 retry mode retries them), and the control plane on the moto server switches them. The server is
 the lab's own moto app (lab.control.start_moto) in this process, on loopback; no root needed."""
 
@@ -14,7 +14,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from lab import control, faults
+from lab.emulator import control, faults
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import re
 import shlex
 from typing import Dict, Optional, Tuple
 
-from lab import cluster
+from lab.pair import cluster
 
 PGDATA = "/var/lib/postgresql/15/main"      # the replication role's default for PostgreSQL 15
 

@@ -3,7 +3,7 @@
 `read_ec2(clients)` makes one pass over EC2 in every lab region (the calls run in parallel on
 the caller's thread pool) and returns an `Ec2Snapshot`; `read_route53(client, ec2_clients)`
 returns the hosted zones with their records. Nothing here writes to AWS or to the kernel, so the
-translation into Linux state (lab/network.py) is a pure function of a snapshot.
+translation into Linux state (lab/emulator/dataplane/plan.py) is a pure function of a snapshot.
 
 Instances are read with a filter on the lab-host tag, and their ENIs come from the same
 describe_instances answer (one call instead of two; an ENI elsewhere has no host to reach).

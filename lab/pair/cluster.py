@@ -1,6 +1,6 @@
 """An ec2ha cluster pair in the running lab: inventory for playbooks/site.yml, a write client,
 power control and the failover timeline. Shared by demo/cluster_demo.py, tests/lab/test_cluster.py
-and lab/failover_bench.py.
+and lab/bench/failover_bench.py.
 
     info = cli.lab_info()                          # the lab must be up
     settings = prepare(info)                       # EIP + private hosted zone (idempotent), inventory
@@ -19,21 +19,19 @@ Lab differences from AWS (kept here, never in the collection):
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import shlex
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
 import boto3
 import yaml
+# On the path through the .pth file `make collection` writes into the venv.
+from ansible_collections.ec2ha.cluster.plugins.module_utils import aws, endpoint_info
 
 from lab import topology
 
@@ -50,6 +48,9 @@ DB_USER = "app"
 DB_PASSWORD = "lab-app-password"
 REPLICATION_PASSWORD = "lab-replication-password"
 TAG = "ec2ha:cluster"
+# The endpoints by their short labels (data plane, reports): scenario and Pacemaker resource id.
+SCENARIOS = {"vip": "vip_route", "eip": "elastic_ip", "dns": "dns_record"}
+RESOURCES = {"vip": "ec2ha-vip-route", "eip": "ec2ha-elastic-ip", "dns": "ec2ha-dns-record"}
 
 
 @dataclass
@@ -122,7 +123,7 @@ def inventory_data(s: Settings) -> dict:
                         for name, subnet, ip in NODES],
         "ec2ha_admin_cidrs": [world["cidr"]],
         "ec2ha_client_cidrs": [world["cidr"], topology.ONPREM_CIDR, topology.INTERNET_CIDR],
-        "ec2ha_scenarios": ["route_table", "elastic_ip", "route53"],
+        "ec2ha_scenarios": list(SCENARIOS.values()),
         "ec2ha_vip": VIP,
         "ec2ha_route_tables": s.route_tables,
         "ec2ha_eip": s.public_ip,
@@ -160,7 +161,7 @@ def inventory_data(s: Settings) -> dict:
 
 def write_inventory(s: Settings) -> Path:
     s.inventory.parent.mkdir(parents=True, exist_ok=True)
-    s.inventory.write_text("# Written by lab/cluster.py for playbooks/site.yml in the lab.\n"
+    s.inventory.write_text("# Written by lab/pair/cluster.py for playbooks/site.yml in the lab.\n"
                            + yaml.safe_dump(inventory_data(s), sort_keys=False))
     return s.inventory
 
@@ -237,10 +238,6 @@ def node_instances(s: Settings) -> Dict[str, dict]:
 def endpoint_holders(s: Settings) -> Dict[str, Optional[str]]:
     """{"vip", "eip", "dns": node name} as the collection's endpoint_info reads AWS (moto); None
     where the endpoint is split across the nodes, unheld, or held by something else."""
-    if str(COLLECTIONS) not in sys.path:        # made by `make collection`
-        sys.path.insert(0, str(COLLECTIONS))
-    from ansible_collections.ec2ha.cluster.plugins.module_utils import aws, endpoint_info
-
     session = aws.AwsSession(aws.ConnectionSettings(
         access_key=s.info["aws_access_key_id"], secret_key=s.info["aws_secret_access_key"],
         region=s.info["region"], endpoint_url=s.info["endpoint_url"]))
@@ -248,8 +245,7 @@ def endpoint_holders(s: Settings) -> Dict[str, Optional[str]]:
         cluster=CLUSTER, vip=VIP, route_tables=s.route_tables, allocation_id=s.allocation_id,
         zone=ZONE.rstrip("."), record=RECORD.rstrip(".")))
     names = {inst["InstanceId"]: name for name, inst in node_instances(s).items()}
-    return {kind: names.get(found["holders"][key]) for kind, key in
-            (("vip", "vip_route"), ("eip", "elastic_ip"), ("dns", "dns_record"))}
+    return {kind: names.get(found["holders"][scenario]) for kind, scenario in SCENARIOS.items()}
 
 
 def ssh(s: Settings, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -274,18 +270,6 @@ def promoted_node(s: Settings, via: Optional[List[str]] = None) -> Optional[str]
     return None
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.5,
-             what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def node_address(name: str) -> str:
     return {node[0]: node[2] for node in NODES}[name]
 
@@ -300,7 +284,7 @@ def stop_instance(s: Settings, name: str) -> float:
 
 
 def node_eni(s: Settings, name: str) -> str:
-    """The node's primary network interface (what lab/partition.py cuts)."""
+    """The node's primary network interface (what lab/emulator/dataplane/partition.py cuts)."""
     interfaces = node_instances(s)[name]["NetworkInterfaces"]
     return next(i["NetworkInterfaceId"] for i in interfaces if i["Attachment"]["DeviceIndex"] == 0)
 
@@ -313,153 +297,9 @@ def instance_state(s: Settings, name: str) -> str:
     return node_instances(s)[name]["State"]["Name"]
 
 
-# ---------------------------------------------------------------- client
-
-CLIENT_SCRIPT = r"""
-import json, os, subprocess, sys, time
-conninfo, start = sys.argv[1], int(sys.argv[2])
-seq = start
-while True:
-    t0 = time.time()
-    r = subprocess.run(["psql", conninfo, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c",
-                        "INSERT INTO ticks (seq) VALUES (%d) RETURNING lab_node()" % seq],
-                       capture_output=True, text=True)
-    print(json.dumps({"seq": seq, "t0": t0, "t1": time.time(), "ok": r.returncode == 0,
-                      "server": r.stdout.strip(), "err": r.stderr.strip()[-200:]}), flush=True)
-    seq += 1
-    if r.returncode == 0:
-        time.sleep(0.05)
-"""
-
-
-def conninfo(host: str = VIP) -> str:
-    return (f"host={host} port=5432 dbname=postgres user={DB_USER} password={DB_PASSWORD} "
-            "connect_timeout=2 application_name=lab-writer")
-
-
-def psql_in(ns: str, sql: str, host: str = VIP, timeout: float = 10) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, "psql", conninfo(host), "-XAtq",
-                           "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-@dataclass
-class Write:
-    seq: int
-    t0: float
-    t1: float
-    ok: bool
-    server: str
-    err: str
-
-
-@dataclass
-class Writer:
-    """One INSERT per transaction through the VIP from CLIENT_NS, in a process in that namespace."""
-
-    start: int = 1
-    ns: str = topology.CLIENT_NS
-    writes: List[Write] = field(default_factory=list)
-
-    def __enter__(self) -> "Writer":
-        env = {"PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "2"}
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "python3", "-c", CLIENT_SCRIPT,
-                                      conninfo(), str(self.start)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env=env)
-        self.lock = threading.Lock()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        return self
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                write = Write(**json.loads(line))
-            except (ValueError, TypeError):
-                continue
-            with self.lock:
-                self.writes.append(write)
-
-    def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(timeout=5)
-
-    def snapshot(self) -> List[Write]:
-        with self.lock:
-            return list(self.writes)
-
-    def acknowledged(self) -> List[int]:
-        return [w.seq for w in self.snapshot() if w.ok]
-
-    def ok_after(self, when: float, server: Optional[str] = None) -> Optional[Write]:
-        for w in self.snapshot():
-            if w.ok and w.t0 >= when and (server is None or w.server == server):
-                return w
-        return None
-
-    def outage(self, after: float) -> Optional[tuple[float, float]]:
-        """(last ack before the first failure after `after`, first ack after it) in epoch s."""
-        writes = self.snapshot()
-        last_ok, first_fail = None, None
-        for w in writes:
-            if w.t0 < after:
-                if w.ok:
-                    last_ok = w.t1
-                continue
-            if not w.ok and first_fail is None:
-                first_fail = w
-            if first_fail is not None and w.ok:
-                return (last_ok or first_fail.t0, w.t1)
-            if first_fail is None and w.ok:
-                last_ok = w.t1
-        return None
-
-
 def primary_and_standby(s: Settings) -> tuple[str, str]:
     """The node Pacemaker promotes and the other one; RuntimeError when none is promoted."""
     primary = promoted_node(s)
     if primary is None:
         raise RuntimeError("no promoted PostgreSQL in the lab cluster")
     return primary, next(node[0] for node in NODES if node[0] != primary)
-
-
-@contextlib.contextmanager
-def writing(s: Settings, primary: str, warmup: int = 20) -> Iterator["Writer"]:
-    """A client writing numbered rows through the VIP (the table made on the primary), yielded
-    once its first `warmup` writes are acknowledged; stopped on leaving."""
-    prepare_table(s, primary)
-    start = int(time.time() * 1000) * 100      # seq numbers never reused across runs
-    with Writer(start=start) as writer:
-        wait_for(lambda: len(writer.acknowledged()) >= warmup, 60, 0.2, "the client's first writes through the VIP")
-        yield writer
-
-
-def prepare_table(s: Settings, primary: str) -> None:
-    """The app role and the ticks table, made on the primary over SSH (idempotent)."""
-    sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='{DB_USER}') THEN "
-           f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'; END IF; END$$;"
-           f"CREATE TABLE IF NOT EXISTS ticks (seq bigint PRIMARY KEY, at timestamptz DEFAULT now());"
-           f"GRANT INSERT, SELECT, DELETE ON ticks TO {DB_USER};"
-           # Which node answered: its application_name in primary_conninfo (superuser-only
-           # setting, hence SECURITY DEFINER), the Pacemaker node name PAF requires there.
-           "CREATE OR REPLACE FUNCTION lab_node() RETURNS text LANGUAGE sql SECURITY DEFINER AS "
-           "$f$ SELECT substring(current_setting('primary_conninfo') "
-           "from 'application_name=([A-Za-z0-9_.-]+)') $f$;"
-           f"GRANT EXECUTE ON FUNCTION lab_node() TO {DB_USER};")
-    out = ssh(s, node_address(primary), "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -c "
-              + shlex.quote(sql))
-    if out.returncode != 0:
-        raise RuntimeError(f"preparing the ticks table on {primary} failed: {out.stderr.strip()}")
-
-
-def rows_present(s: Settings) -> set[int]:
-    out = psql_in(topology.CLIENT_NS, "SELECT seq FROM ticks")
-    if out.returncode != 0:
-        raise RuntimeError(f"reading ticks through the VIP failed: {out.stderr.strip()}")
-    return {int(line) for line in out.stdout.split()}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lab import topology
+from lab import helpers, topology
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
@@ -133,10 +133,6 @@ def host_dir(instance_id: str) -> Path:
     return topology.STATE_DIR / "hosts" / instance_id
 
 
-def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
-
-
 def netns_exists(name: str) -> bool:
     return (NETNS_DIR / name).exists()
 
@@ -154,8 +150,8 @@ def ensure_netns(name: str) -> bool:
         return False
     with open(NAMESPACE_RECORD, "a") as record:
         record.write(name + "\n")
-    run(["ip", "netns", "add", name])
-    run(["ip", "-n", name, "link", "set", "lo", "up"])
+    helpers.run(["ip", "netns", "add", name])
+    helpers.run(["ip", "-n", name, "link", "set", "lo", "up"])
     return True
 
 
@@ -168,7 +164,7 @@ def recorded_namespaces() -> set[str]:
 
 def delete_netns(name: str) -> None:
     if netns_exists(name):
-        run(["ip", "netns", "delete", name], check=False)
+        helpers.run(["ip", "netns", "delete", name], check=False)
 
 
 def in_netns(name: str, action: Callable[[], object]) -> object:
@@ -227,7 +223,7 @@ def port_open_in_netns(name: str, address: str, port: int, timeout: float = 0.2)
 
 def interface_addresses(netns: str) -> list[tuple[str, str]]:
     """(interface, address/prefix) of every IPv4 address in the namespace but lo's 127/8."""
-    out = run(["ip", "-n", netns, "-4", "-o", "addr", "show"], check=False).stdout
+    out = helpers.run(["ip", "-n", netns, "-4", "-o", "addr", "show"], check=False).stdout
     found = []
     for line in out.splitlines():
         parts = line.split()
@@ -242,7 +238,7 @@ def drop_extra_addresses(netns: str, keep: Iterable[str]) -> list[str]:
     dropped = []
     for dev, cidr in interface_addresses(netns):
         if cidr.split("/")[0] not in kept:
-            run(["ip", "-n", netns, "addr", "del", cidr, "dev", dev], check=False)
+            helpers.run(["ip", "-n", netns, "addr", "del", cidr, "dev", dev], check=False)
             dropped.append(cidr)
     return dropped
 

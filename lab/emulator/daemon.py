@@ -2,7 +2,7 @@
 
 It owns, in one process: moto (HTTP on loopback for the controller, HTTPS in the router
 namespace for the hosts), the hypervisor loop, the hosts' IMDS servers and the network data
-plane's reconciler (lab/network.py, when present). On SIGTERM it powers every host off,
+plane's reconciler (lab/emulator/dataplane/router.py). On SIGTERM it powers every host off,
 removes their namespaces and disks, stops its servers and exits: `lab down` only has to signal
 it and wait for its PID.
 """
@@ -20,11 +20,12 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import control, faults, hosts, hypervisor, topology, world
+from lab import topology
+from lab.emulator import control, faults, hypervisor, world
+from lab.emulator.dataplane.router import Network
 
 LAB_JSON = topology.STATE_DIR / "lab.json"
 SSH_DIR = topology.STATE_DIR / "ssh"
-ROUTER_MARK = topology.STATE_DIR / "router-by-hypervisor"
 MACHINE_LOCK = "ec2ha-lab-daemon"
 
 
@@ -38,46 +39,19 @@ def ensure_ssh_key() -> tuple[Path, str]:
     return key, (SSH_DIR / "id_ed25519.pub").read_text()
 
 
-def _network_class():
-    """lab/network.py's Network (the data plane, built by its own helper), or None if absent."""
-    try:
-        from lab.network import Network
-    except ImportError:
-        return None
-    return Network
+def ensure_router(endpoint_url: str) -> Network:
+    """The data plane set up (router namespace with AWS_API_ADDRESS, clients, resolver)."""
+    network = Network(endpoint_url, topology.STATE_DIR)
+    network.setup()
+    return network
 
 
-def ensure_router(endpoint_url: str):
-    """The data plane set up (router namespace with AWS_API_ADDRESS, clients, resolver).
-
-    Returns lab/network.py's Network. Stand-in while that module is absent: the router namespace
-    with AWS_API_ADDRESS on its lo (no dummy links on this kernel), removed by `remove_router`.
-    """
-    network_class = _network_class()
-    if network_class is not None:
-        network = network_class(endpoint_url, topology.STATE_DIR)
-        network.setup()
-        return network
-    if hosts.ensure_netns(topology.ROUTER_NS):
-        ROUTER_MARK.write_text("created by lab/daemon.py\n")
-    hosts.run(["ip", "-n", topology.ROUTER_NS, "addr", "replace",
-               f"{topology.AWS_API_ADDRESS}/32", "dev", "lo"])
-    return None
-
-
-def remove_router(network=None) -> None:
+def remove_router(network: Network | None = None) -> None:
     """Undo ensure_router; without `network` (a crashed daemon), a fresh Network tears down."""
-    network_class = _network_class()
-    if network is None and network_class is not None:
-        network = network_class("http://127.0.0.1:9", topology.STATE_DIR)
-    if network is not None:
-        network.teardown()
-    if ROUTER_MARK.exists():
-        hosts.delete_netns(topology.ROUTER_NS)
-        ROUTER_MARK.unlink()
+    (network or Network("http://127.0.0.1:9", topology.STATE_DIR)).teardown()
 
 
-def run_network(network, stop: threading.Event, interval: float = 0.2) -> None:
+def run_network(network: Network, stop: threading.Event, interval: float = 0.2) -> None:
     """The data plane's reconcile loop, in its own thread so that a slow pass (it reads moto
     over HTTP) never delays a power change."""
     last_error = ""
@@ -91,9 +65,7 @@ def run_network(network, stop: threading.Event, interval: float = 0.2) -> None:
                 last_error = repr(exc)
 
 
-def start_network(network, stop: threading.Event) -> threading.Thread | None:
-    if network is None:
-        return None
+def start_network(network: Network, stop: threading.Event) -> threading.Thread:
     thread = threading.Thread(target=run_network, args=(network, stop), name="network",
                               daemon=True)
     thread.start()

@@ -16,7 +16,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, ContextManager
 
-from lab import hosts, topology
+from lab import helpers, topology
+from lab.emulator import hosts
 
 TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -191,7 +192,7 @@ class ImdsServer:
     def __init__(self, instance_id: str, find: Callable[[str], tuple | None],
                  reading: ContextManager = contextlib.nullcontext()) -> None:
         netns = topology.host_netns(instance_id)
-        hosts.run(["ip", "-n", netns, "addr", "replace", f"{topology.IMDS_ADDRESS}/32",
+        helpers.run(["ip", "-n", netns, "addr", "replace", f"{topology.IMDS_ADDRESS}/32",
                    "dev", "lo"])
         sock = hosts.listen_in_netns(netns, topology.IMDS_ADDRESS, 80)
         handler = make_handler(instance_id, find, TokenStore(), reading)

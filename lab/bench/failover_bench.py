@@ -1,4 +1,4 @@
-"""Unplanned failover of the lab cluster pair, measured: `python -m lab.failover_bench [RUNS]`.
+"""Unplanned failover of the lab cluster pair, measured: `python -m lab.bench.failover_bench [RUNS]`.
 
 One run: a client in CLIENT_NS writes numbered rows through the VIP (one INSERT per transaction,
 connect_timeout 2); the promoted node is powered off (StopInstances Force: the lab kills its
@@ -11,20 +11,15 @@ rejoined as a standby (playbooks/rejoin.yml), so the next run starts from a heal
 
 from __future__ import annotations
 
-import datetime
-import re
-import statistics
-import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET  # nosec B405 - crm_mon's own output
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from lab import cluster, probe, topology
-
-LOG = "/var/log/pacemaker/pacemaker.log"
-
+from lab import helpers, topology
+from lab.emulator import lifecycle
+from lab.emulator.dataplane import probe
+from lab.pair import client, cluster, health
 
 @dataclass
 class Timeline:
@@ -60,156 +55,35 @@ class Timeline:
         ]
 
 
-def ensure_cluster(log_name: str = "site.log") -> cluster.Settings:
-    """The lab up and the pair built by playbooks/site.yml (a no-op run when it is)."""
-    from lab import cli      # only here: the rest needs nothing but lab.json
-    info = cli.lab_info()
-    if not info:
-        result = cli_command("up")
-        if result.returncode != 0:
-            raise RuntimeError("lab up failed: " + result.stderr.strip()[-300:])
-        info = cli.lab_info()
-    settings = cluster.prepare(info)
-    run = cluster.run_playbook("playbooks/site.yml", settings, log=cluster.WORK_DIR / log_name)
-    if run.rc != 0:
-        raise RuntimeError(f"site.yml failed (rc {run.rc}); see {cluster.WORK_DIR / log_name}")
-    return settings
-
-
-def cli_command(*args: str):
-    import os
-    import subprocess
-    env = dict(os.environ, PYTHONPATH=str(topology.REPO))
-    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=topology.REPO, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
-
-
-def _crm_mon(s: cluster.Settings) -> Optional[ET.Element]:
-    """crm_mon's XML status from any reachable node (an unreachable one just means: ask the other)."""
-    for address in (node[2] for node in cluster.NODES):
-        try:
-            out = cluster.ssh(s, address, "crm_mon -1 --include=attributes --output-as=xml", timeout=15)
-        except subprocess.TimeoutExpired:
-            continue
-        if out.returncode == 0:
-            try:
-                return ET.fromstring(out.stdout)
-            except ET.ParseError:
-                continue
-    return None
-
-
-def _roles(status: Optional[ET.Element]) -> Dict[str, str]:
-    """{node: Promoted|Unpromoted|Stopped...} of the pgsqld clone in crm_mon's XML."""
-    if status is None:
-        return {}
-    return {node.get("name"): resource.get("role")
-            for resource in status.iter("resource") if resource.get("id") == "pgsqld"
-            for node in resource.findall("node")}
-
-
-def pair_roles(s: cluster.Settings) -> Dict[str, str]:
-    """The pgsqld clone's roles, as crm_mon on a reachable node reports them."""
-    return _roles(_crm_mon(s))
-
-
-def healthy(s: cluster.Settings) -> bool:
-    """A promoted and an unpromoted PostgreSQL, the standby in sync and promotable: only then
-    does a failover promote it (the sync guard and PAF's score gate promotion, by design).
-    Roles and node attributes come from one crm_mon call."""
-    status = _crm_mon(s)
-    roles = _roles(status)
-    if sorted(roles.values()) not in (["Promoted", "Unpromoted"], ["Master", "Slave"]):
-        return False
-    standby = next(n for n, r in roles.items() if r in ("Unpromoted", "Slave"))
-    node = status.find(f"node_attributes/node[@name='{standby}']")
-    attrs = {a.get("name"): a.get("value") for a in node.findall("attribute")} if node is not None else {}
-    return attrs.get("ec2ha-pgsql-sync") == "1" and int(attrs.get("master-pgsqld", "-1")) >= 0
-
-
-def run_rejoin(s: cluster.Settings, node: str, extra: Optional[List[str]] = None) -> cluster.PlaybookRun:
-    """playbooks/rejoin.yml for the node (started first if its instance is stopped), as it ran."""
-    if cluster.instance_state(s, node) == "stopped":
-        cluster.start_instance(s, node)
-    address = cluster.node_address(node)
-    cluster.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
-                     120, 1, f"{node} to answer over SSH")
-    return cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
-                                extra=["-e", f"ec2ha_rejoin_node={node}", *(extra or [])])
-
-
-def rejoin(s: cluster.Settings, node: str, timeout: float = 240, extra: Optional[List[str]] = None) -> str:
-    """Rejoin the node (playbooks/rejoin.yml) and wait for a healthy pair; returns its role."""
-    run = run_rejoin(s, node, extra)
-    if run.rc != 0:
-        raise RuntimeError(f"rejoin.yml failed (rc {run.rc}); see {cluster.WORK_DIR / 'rejoin.log'}")
-    cluster.wait_for(lambda: pair_roles(s).get(node) in ("Unpromoted", "Slave"), timeout, 2,
-                     f"{node} to run as a standby")
-    cluster.wait_for(lambda: healthy(s), 180, 1, "a healthy pair (standby in sync)")
-    return pair_roles(s)[node]
-
-
-def log_events(s: cluster.Settings, survivor: str, failed: str, since: float) -> Dict[str, Optional[float]]:
-    """Event times (epoch) from the survivor's pacemaker.log, first occurrence after `since`."""
-    patterns = {
-        "lost": rf"Node {failed} state is now lost",
-        "fenced": rf"Operation '\w+' .*targeting {failed} .*(OK|ok)",
-        "promoted": rf"Result of promote operation for pgsqld on {survivor}: ok",
-        "vip": rf"Result of start operation for ec2ha-vip on {survivor}: ok",
-        "eip": rf"Result of start operation for ec2ha-eip on {survivor}: ok",
-        "dns": rf"Result of start operation for ec2ha-dns on {survivor}: ok",
-    }
-    out = cluster.ssh(s, cluster.node_address(survivor), f"tail -n 3000 {LOG}", timeout=20).stdout
-    year = datetime.datetime.now().year
-    found: Dict[str, Optional[float]] = {name: None for name in patterns}
-    for line in out.splitlines():
-        stamp = line[:19]
-        try:
-            when = datetime.datetime.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S.%f").timestamp()
-        except ValueError:
-            continue
-        if when < since:
-            continue
-        for name, pattern in patterns.items():
-            if found[name] is None and re.search(pattern, line):
-                found[name] = when
-    return found
-
-
-def who_serves(ns: str, host: str) -> Optional[str]:
-    out = cluster.psql_in(ns, "SELECT lab_node()", host=host)
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> Timeline:
     """Power off the promoted node under client load and observe what follows."""
     failed, survivor = cluster.primary_and_standby(s)
-    with cluster.writing(s, failed, warmup) as writer:
+    with client.writing(s, failed, warmup) as writer:
         at = time.time()
         cluster.stop_instance(s, failed)
-        cluster.wait_for(lambda: writer.ok_after(at, survivor), settle, 0.2,
+        helpers.wait_for(lambda: writer.ok_after(at, survivor), settle, 0.2,
                          f"a write through the VIP served by {survivor}")
         # A few more writes on the new primary, then stop the client.
         first = writer.ok_after(at, survivor)
-        cluster.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > first.t1]) >= 5,
+        helpers.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > first.t1]) >= 5,
                          30, 0.2, "writes on the new primary")
     acked = writer.acknowledged()
-    present = cluster.rows_present(s)
+    present = client.rows_present(s)
     timeline = Timeline(failed=failed, survivor=survivor)
     window = writer.outage(at)
     timeline.outage = window[1] - window[0] if window else None
     timeline.acknowledged = len(acked)
     timeline.present = len([seq for seq in acked if seq in present])
     timeline.missing = sorted(set(acked) - present)
-    timeline.served_by = who_serves(topology.CLIENT_NS, cluster.VIP)
-    timeline.eip_serves = poll(lambda: who_serves(topology.INTERNET_NS, s.public_ip), 30)
+    timeline.served_by = health.who_serves(topology.CLIENT_NS, cluster.VIP)
+    timeline.eip_serves = _first(lambda: health.who_serves(topology.INTERNET_NS, s.public_ip), 30)
     survivor_ip = cluster.node_address(survivor)
-    timeline.dns_answer = list(poll(
+    timeline.dns_answer = list(_first(
         lambda: _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")) == (survivor_ip,)
         and (survivor_ip,), 30) or _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")))
     timeline.failed_state_after = cluster.instance_state(s, failed)
     # Last: the endpoints seen from outside above may have moved after the client's writes resumed.
-    events = log_events(s, survivor, failed, at)
+    events = health.log_events(s, survivor, failed, at)
     timeline.events = {k: (v - at if v else None) for k, v in events.items()}
     timeline.events["client"] = window[1] - at if window else None
     return timeline
@@ -242,7 +116,7 @@ class StandbyLoss:
         return [
             f"powered off: {self.standby} (the standby); primary: {self.primary}",
             f"after power-off (s): {ev}",
-            f"longest wait for a commit: {fmt(self.stall)} s",
+            f"longest wait for a commit: {helpers.fmt(self.stall)} s",
             f"replication status then: {self.status}; {self.standby} sync attribute {self.standby_sync}",
             f"writes after the power-off acknowledged by: {', '.join(self.servers) or '-'}; "
             f"failed writes {self.failed_writes}",
@@ -251,51 +125,41 @@ class StandbyLoss:
         ]
 
 
-def node_attribute(s: cluster.Settings, on: str, node: str, name: str, lifetime: str) -> Optional[str]:
-    """A node attribute as Pacemaker stores it (crm_attribute, asked on node `on`); None if unset."""
-    out = cluster.ssh(s, cluster.node_address(on),
-                      f"crm_attribute -N {node} -n {name} -l {lifetime} -G -q", timeout=15)
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
 def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> StandbyLoss:
     """Power off the standby under client writes, watch the primary degrade and go on writing,
     then rejoin the standby (playbooks/rejoin.yml) and wait until it is in sync again."""
     primary, standby = cluster.primary_and_standby(s)
     loss = StandbyLoss(primary=primary, standby=standby)
-    with cluster.writing(s, primary, warmup) as writer:
+    with client.writing(s, primary, warmup) as writer:
         at = time.time()
         cluster.stop_instance(s, standby)
-        cluster.wait_for(lambda: node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot") == "degraded",
+        helpers.wait_for(lambda: health.node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot") == "degraded",
                          settle, 0.5, f"{primary} to report its replication degraded")
         degraded = time.time()
-        cluster.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > degraded]) >= 5,
+        helpers.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > degraded]) >= 5,
                          30, 0.2, "writes acknowledged by the degraded primary")
-        loss.status = node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot")
-        loss.standby_sync = node_attribute(s, primary, standby, SYNC_ATTRIBUTE, "forever")
-        loss.roles = pair_roles(s)
+        loss.status = health.node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot")
+        loss.standby_sync = health.node_attribute(s, primary, standby, SYNC_ATTRIBUTE, "forever")
+        loss.roles = health.pair_roles(s)
     after = [w for w in writer.snapshot() if w.t1 >= at]
     acks = sorted(w.t1 for w in writer.snapshot() if w.ok)
     gaps = [(b - a, b) for a, b in zip(acks, acks[1:]) if b >= at]
     loss.stall, resumed = max(gaps) if gaps else (None, None)
-    seen = dict(log_events(s, primary, standby, at), **{"writes resumed": resumed})
+    seen = dict(health.log_events(s, primary, standby, at), **{"writes resumed": resumed})
     loss.events = {k: (seen[k] - at if seen[k] else None) for k in ("lost", "fenced", "writes resumed")}
     loss.servers = sorted({w.server for w in after if w.ok})
     loss.failed_writes = len([w for w in after if not w.ok])
     acked = writer.acknowledged()
     loss.acknowledged = len(acked)
-    loss.missing = sorted(set(acked) - cluster.rows_present(s))
-    rejoin(s, standby)
-    loss.status_after_rejoin = node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot")
+    loss.missing = sorted(set(acked) - client.rows_present(s))
+    health.rejoin(s, standby)
+    loss.status_after_rejoin = health.node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot")
     return loss
 
 
-def poll(predicate, timeout: float):
+def _first(predicate, timeout: float):
     """The predicate's first truthy value within timeout, else None (recorded, not raised)."""
-    try:
-        return cluster.wait_for(predicate, timeout, 0.5)
-    except TimeoutError:
-        return None
+    return helpers.poll(predicate, timeout, 0.5) or None
 
 
 def _resolve(ns: str, name: str) -> tuple:
@@ -303,11 +167,6 @@ def _resolve(ns: str, name: str) -> tuple:
         return tuple(probe.resolve(ns, name).addresses)
     except probe.ProbeError:
         return ()
-
-
-def median(values: List[Optional[float]]) -> Optional[float]:
-    seen = [v for v in values if v is not None]
-    return statistics.median(seen) if seen else None
 
 
 # ---------------------------------------------------------------- agent start: ours vs stock
@@ -348,7 +207,7 @@ def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, Lis
     the primary to the standby, in maintenance mode (Pacemaker neither monitors nor reacts).
     A start counts only if it exits 0 AND AWS then shows the endpoint on the standby; ours
     moves it back to the primary between runs."""
-    roles = pair_roles(s)
+    roles = health.pair_roles(s)
     primary = next(n for n, r in roles.items() if r in ("Promoted", "Master"))
     standby = next(n for n in roles if n != primary)
     # The stock agents read the AWS CLI's profile; aws-vpc-route53 requires text output.
@@ -365,8 +224,8 @@ def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, Lis
     try:
         for _round in range(rounds):
             for kind, stock in STOCK_AGENTS.items():
-                ours = f"crm_resource --force-start --resource ec2ha-{kind}"
-                stop = f"crm_resource --force-stop --resource ec2ha-{kind}"
+                ours = f"crm_resource --force-start --resource {cluster.RESOURCES[kind]}"
+                stop = f"crm_resource --force-stop --resource {cluster.RESOURCES[kind]}"
                 results[kind]["ours"].append(moved(_timed(s, standby, ours), kind))
                 _timed(s, standby, stop)
                 _timed(s, primary, ours)
@@ -379,19 +238,14 @@ def agent_bench(s: cluster.Settings, rounds: int = 3) -> Dict[str, Dict[str, Lis
     return results
 
 
-def fmt(value: Optional[float]) -> str:
-    return f"{value:.2f}" if value is not None else "failed"
-
-
 def print_agent_bench(results: Dict[str, Dict[str, List[Optional[float]]]]) -> None:
     """One line per endpoint: our agent's and the stock agent's start, medians and their ratio."""
-    ours_names = {"vip": "vip_route", "eip": "elastic_ip", "dns": "dns_record"}
     for kind, stock in STOCK_AGENTS.items():
         ours, theirs = results[kind]["ours"], results[kind]["stock"]
-        mine, other = median(ours), median(theirs)
+        mine, other = helpers.median(ours), helpers.median(theirs)
         ratio = f"{other / mine:.2f}" if mine and other else "n/a"
-        print(f"agent start, {kind}: ec2ha:{ours_names[kind]} median {fmt(mine)} s {[fmt(v) for v in ours]}; "
-              f"heartbeat:{stock} median {fmt(other)} s {[fmt(v) for v in theirs]}; stock/ours {ratio}")
+        print(f"agent start, {kind}: ec2ha:{cluster.SCENARIOS[kind]} median {helpers.fmt(mine)} s {[helpers.fmt(v) for v in ours]}; "
+              f"heartbeat:{stock} median {helpers.fmt(other)} s {[helpers.fmt(v) for v in theirs]}; stock/ours {ratio}")
 
 
 PHASES = (("detection", None, "lost"), ("fencing", "lost", "fenced"), ("promotion", "fenced", "promoted"),
@@ -411,8 +265,8 @@ def print_failover_summary(timelines: List[Timeline]) -> None:
     print(f"unplanned failover, {label} (seconds):")
     for name, since, until in PHASES:
         spans = [_span(t, since, until) for t in timelines]
-        print(f"  {name:<11} {fmt(median(spans)):>6}   {'power-off' if since is None else since} -> {until}")
-    print(f"  {'client':<11} {fmt(median([t.outage for t in timelines])):>6}   "
+        print(f"  {name:<11} {helpers.fmt(helpers.median(spans)):>6}   {'power-off' if since is None else since} -> {until}")
+    print(f"  {'client':<11} {helpers.fmt(helpers.median([t.outage for t in timelines])):>6}   "
           "write outage seen by the client (last acknowledged write before -> first after)")
     print(f"  rows acknowledged {sum(t.acknowledged for t in timelines)}, acknowledged but missing "
           f"{sum(len(t.missing) for t in timelines)}")
@@ -422,33 +276,32 @@ def main(argv: List[str]) -> int:
     """[RUNS] unplanned failovers (default 1), then with --standby-loss one loss of the standby,
     then --agents ROUNDS of the agent start bench.
     The lab is taken down at the end if this run brought it up."""
-    from lab import cli      # only here: the rest needs nothing but lab.json
     runs = int(argv[0]) if argv and argv[0].isdigit() else 1
     agent_rounds = int(argv[argv.index("--agents") + 1]) if "--agents" in argv else 0
     standby_loss = "--standby-loss" in argv
-    brought_up = not cli.lab_info()
+    brought_up = not lifecycle.lab_info()
     try:
-        s = ensure_cluster()
+        s = health.ensure_cluster()
         timelines = []
         for index in range(runs):
-            cluster.wait_for(lambda: healthy(s), 300, 1, f"a healthy pair before run {index + 1}")
+            helpers.wait_for(lambda: health.healthy(s), 300, 1, f"a healthy pair before run {index + 1}")
             t = failover_once(s)
-            t.rejoined_as = rejoin(s, t.failed)
+            t.rejoined_as = health.rejoin(s, t.failed)
             timelines.append(t)
             print(f"--- run {index + 1}/{runs}")
             print("\n".join(t.lines()), flush=True)
         if timelines:
             print_failover_summary(timelines)
         if standby_loss:
-            cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the standby is lost")
+            helpers.wait_for(lambda: health.healthy(s), 300, 1, "a healthy pair before the standby is lost")
             print("--- standby lost under writes")
             print("\n".join(standby_loss_once(s).lines()), flush=True)
         if agent_rounds:
-            cluster.wait_for(lambda: healthy(s), 300, 1, "a healthy pair before the agent bench")
+            helpers.wait_for(lambda: health.healthy(s), 300, 1, "a healthy pair before the agent bench")
             print_agent_bench(agent_bench(s, agent_rounds))
     finally:
         if brought_up:
-            cli_command("down")
+            health.cli_command("down")
     return 0
 
 

@@ -3,12 +3,12 @@
     race = partition_once(settings)   # cut, wait until one node is fenced, heal, rejoin the loser
     race.primary_survived             # the node that ran the primary is the one left standing
 
-Both nodes stay up and keep reaching AWS; only the link between them is cut (lab/partition.py).
+Both nodes stay up and keep reaching AWS; only the link between them is cut (lab/emulator/dataplane/partition.py).
 Each side loses the other after the token timeout and tries to fence it. The heartbeat role sets
 priority-fencing-delay and the replication role gives the PostgreSQL clone a priority, so fencing
 that targets the primary waits and the primary fences the standby first. Observed from outside:
 which node Pacemaker still promotes, which instance fence_aws restarted, and the client's rows
-(who acknowledged each write, none missing). `python -m lab.fence_race [RUNS]` prints each run.
+(who acknowledged each write, none missing). `python -m lab.pair.fence_race [RUNS]` prints each run.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from lab import cluster, failover_bench, partition
+from lab import helpers
+from lab.emulator.dataplane import partition
+from lab.pair import client, cluster, health
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Race:
             f"fenced: {self.fenced}; promoted after: {self.promoted_after}; "
             f"primary survived: {'yes' if self.primary_survived else 'NO'}",
             f"writes after the cut acknowledged by: {', '.join(self.servers) or '-'}; "
-            f"longest commit wait {failover_bench.fmt(self.stall)} s",
+            f"longest commit wait {helpers.fmt(self.stall)} s",
             f"rows acknowledged {self.acknowledged}, acknowledged but missing {len(self.missing)}",
         ]
 
@@ -57,7 +59,7 @@ def _fenced(s: cluster.Settings, survivor: str, loser: str, since: float) -> Opt
     """When `survivor`'s log says it fenced `loser`; None while not (or while `survivor`, being
     fenced itself and rebooting, cannot be asked)."""
     try:
-        return failover_bench.log_events(s, survivor, loser, since)["fenced"]
+        return health.log_events(s, survivor, loser, since)["fenced"]
     except subprocess.TimeoutExpired:
         return None
 
@@ -67,7 +69,7 @@ def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -
     primary, standby = cluster.primary_and_standby(s)
     race = Race(primary=primary, standby=standby)
     links = [cluster.node_eni(s, n) for n in (primary, standby)]
-    with cluster.writing(s, primary, warmup) as writer:
+    with client.writing(s, primary, warmup) as writer:
         at = time.time()
         partition.cut(links)
         try:
@@ -77,15 +79,15 @@ def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -
                     if _fenced(s, survivor, loser, at):
                         return loser
                 return None
-            race.fenced = cluster.wait_for(fenced_node, settle, 1, "one node of the partition to be fenced")
+            race.fenced = helpers.wait_for(fenced_node, settle, 1, "one node of the partition to be fenced")
         finally:
             partition.heal()
         survivor = primary if race.fenced == standby else standby
-        cluster.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > time.time() - 1
+        helpers.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > time.time() - 1
                                       and w.server == survivor]) > 0,
                          settle, 0.5, f"writes served by {survivor} after the partition")
         healed = time.time()
-        cluster.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > healed]) >= 5,
+        helpers.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > healed]) >= 5,
                          30, 0.2, "writes after the partition")
     race.promoted_after = cluster.promoted_node(s, via=[cluster.node_address(survivor)])
     after = [w for w in writer.snapshot() if w.t1 >= at]
@@ -95,13 +97,13 @@ def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -
     race.stall = max(gaps) if gaps else None
     acked = writer.acknowledged()
     race.acknowledged = len(acked)
-    race.missing = sorted(set(acked) - cluster.rows_present(s))
-    seen = failover_bench.log_events(s, survivor, race.fenced, at)
+    race.missing = sorted(set(acked) - client.rows_present(s))
+    seen = health.log_events(s, survivor, race.fenced, at)
     race.events = {k: (seen[k] - at if seen[k] else None) for k in ("lost", "fenced")}
     if race.fenced == standby:
         restart_standby(s, standby)
     else:
-        failover_bench.rejoin(s, race.fenced)      # a fenced primary must be rewound first
+        health.rejoin(s, race.fenced)      # a fenced primary must be rewound first
     return race
 
 
@@ -109,21 +111,21 @@ def restart_standby(s: cluster.Settings, node: str, timeout: float = 180) -> Non
     """A fenced standby boots without its cluster stack (it is not started at boot, for the sake of
     fenced primaries); its data is a standby's, so starting the stack is all its rejoin needs."""
     address = cluster.node_address(node)
-    cluster.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
+    helpers.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
                      120, 1, f"{node} to answer over SSH")
     done = cluster.ssh(s, address, "service corosync start && service pacemaker start", timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"starting the cluster stack on {node} failed: {done.stderr.strip()[-300:]}")
-    cluster.wait_for(lambda: failover_bench.healthy(s), timeout, 1, f"{node} back as a standby in sync")
+    helpers.wait_for(lambda: health.healthy(s), timeout, 1, f"{node} back as a standby in sync")
 
 
 def main(argv: List[str]) -> int:
     """[RUNS] partitions (default 10); each loser is rejoined before the next run."""
     runs = int(argv[0]) if argv and argv[0].isdigit() else 10
-    s = failover_bench.ensure_cluster()
+    s = health.ensure_cluster()
     races = []
     for index in range(runs):
-        cluster.wait_for(lambda: failover_bench.healthy(s), 300, 1, f"a healthy pair before partition {index + 1}")
+        helpers.wait_for(lambda: health.healthy(s), 300, 1, f"a healthy pair before partition {index + 1}")
         race = partition_once(s)
         races.append(race)
         print(f"--- partition {index + 1}/{runs}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
-from lab.hosts import in_netns
+from lab.emulator.hosts import in_netns
 
 ETC_NETNS = Path("/etc/netns")
 

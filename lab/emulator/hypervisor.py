@@ -1,7 +1,7 @@
 """The hypervisor: makes lab hosts follow the EC2 instances tagged topology.LAB_HOST_TAG=true.
 
 It reads moto's backends in-process (the daemon runs moto) and is woken by the power hooks of
-lab/control.py the moment StartInstances/StopInstances/RebootInstances/TerminateInstances
+lab/emulator/control.py the moment StartInstances/StopInstances/RebootInstances/TerminateInstances
 land, with a poll every 0.2 s as the floor (tags added later, instances gone after a reset).
 running -> host booted (again, if the power generation moved: reboot or stop+start);
 stopped -> PID 1 killed; terminated or untagged -> host removed (namespace and disk).
@@ -17,7 +17,8 @@ import time
 import traceback
 from pathlib import Path
 
-from lab import control, hosts, imds, topology
+from lab import topology
+from lab.emulator import control, hosts, imds
 
 RUNNING = ("pending", "running")
 TERMINATED = ("shutting-down", "terminated")

@@ -1,6 +1,6 @@
 """The lab's Route 53 Resolver: answers from moto's hosted zones, inside ROUTER_NS.
 
-    start(endpoint_url, state_dir, router_ns) -> pid   # `python -m lab.dns serve`; PID in
+    start(endpoint_url, state_dir, router_ns) -> pid   # `python -m lab.emulator.dataplane.dns serve`; PID in
                                                        # state_dir/dns.pid; returns once serving
     stop(state_dir)                                    # SIGTERM (then SIGKILL) that PID
 
@@ -9,7 +9,7 @@ socket is made inside ROUTER_NS (by a thread that joined it). That UDP socket on
 answers on every resolver address the data plane puts on ROUTER_NS's lo (each lab VPC's
 base + 2) and on the router's internet-side address, and ignores questions sent to any other
 (a gateway); IP_PKTINFO tells which address was asked so the answer leaves from it. The nftables rules of
-lab/network.py let a VPC's resolver be reached from that VPC only (and the primary VPC's from on
+lab/emulator/dataplane/router.py let a VPC's resolver be reached from that VPC only (and the primary VPC's from on
 premises, as through an inbound endpoint).
 
 Answers: public zones to every client; a private zone only to a client whose source address lies
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence, Set, Tuple
 
 from lab import topology
-from lab.hosts import in_netns
-from lab.snapshot import Vpc, Zone, read_route53, read_vpcs
+from lab.emulator.hosts import in_netns
+from lab.emulator.dataplane.snapshot import Vpc, Zone, read_route53, read_vpcs
 
 CACHE_SECONDS = 0.2                        # hosted zones and records
 VPC_CACHE_SECONDS = 2.0                    # VPC CIDRs and private zones' VPC associations
@@ -276,7 +276,7 @@ def start(endpoint_url: str, state_dir: Path, router_ns: str = topology.ROUTER_N
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.dns", "serve", "--endpoint", endpoint_url, "--router-ns", router_ns],
+            [sys.executable, "-m", "lab.emulator.dataplane.dns", "serve", "--endpoint", endpoint_url, "--router-ns", router_ns],
             cwd=str(topology.REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     (state_dir / PID_FILE).write_text(str(proc.pid))
     _wait_ready(proc, log_path, offset)
@@ -317,7 +317,7 @@ def stop(state_dir: Path) -> None:
 
 def _is_resolver(pid: int) -> bool:
     try:
-        return b"lab.dns" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"lab.emulator.dataplane.dns" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
@@ -335,7 +335,7 @@ def _gone(pid: int) -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.dns", description="the lab's Route 53 Resolver")
+    parser = argparse.ArgumentParser(prog="python -m lab.emulator.dataplane.dns", description="the lab's Route 53 Resolver")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_cmd = sub.add_parser("serve")
     serve_cmd.add_argument("--endpoint", required=True)

@@ -22,7 +22,7 @@ import subprocess
 from typing import List, Sequence, Tuple
 
 from lab import topology
-from lab.network import host_link_name
+from lab.emulator.dataplane.plan import host_link_name
 
 TABLE = "e2h-partition"
 MARK_BASE = 0x65320000          # the mark of listed host i is MARK_BASE + i + 1 (no other user of marks)

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from lab import faults, hosts, topology
+from lab import topology
+from lab.emulator import faults, hosts
 
 CA_DIR = topology.STATE_DIR / "ca"
 ACCOUNT_ID = "123456789012"      # moto's default account: the keys the lab hands out map to it
@@ -235,7 +236,7 @@ def _one_request_at_a_time(app: Callable) -> Callable:
 
 
 def _moto_app(fault_table: faults.FaultTable | None = None):
-    """moto behind the fault-injection middleware (lab/faults.py), which stays outside the
+    """moto behind the fault-injection middleware (lab/emulator/faults.py), which stays outside the
     one-request-at-a-time lock: a delayed or dropped call holds up no other. Without a table,
     the app gets its own."""
     from moto.server import DomainDispatcherApplication, create_backend_app

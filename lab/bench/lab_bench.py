@@ -4,17 +4,20 @@ lab up (cold, packages installed) and down time, first boot of three hosts (RunI
 sshd answers), power-change follow latency (from just before the API call to: the host's PID
 namespace gone / boot started / sshd answers again) for stop, start and reboot, the memory of
 the lab's processes (PSS of the daemon and every host process), and the data plane's own
-API-write -> kernel latencies (lab/network.py's probe). Timestamps come from the system-wide
+API-write -> kernel latencies (lab/bench/latency.py). Timestamps come from the system-wide
 monotonic clock, shared by this process and the daemon's power marks.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
-from lab import hosts, topology
+import boto3
+
+from lab import helpers, topology
+from lab.bench.latency import measure_latencies
+from lab.emulator import hosts, lifecycle
 
 REPEATS = 5
 
@@ -106,7 +109,7 @@ def wait_down(instance_id: str, after: float, timeout: float = 10.0) -> float:
 
 
 def median(values: list[float]) -> float:
-    return round(statistics.median(values), 3)
+    return helpers.median(values, 3)
 
 
 def run_hosts(ec2, world: dict, count: int, name: str) -> list[str]:
@@ -150,11 +153,7 @@ def disable_source_dest_check(ec2, ids: list[str]) -> None:
 
 
 def data_plane_latencies(endpoint_url: str) -> dict:
-    """API write -> data plane shows it (lab/network.py's own probe), medians in seconds."""
-    try:
-        from lab.network import measure_latencies
-    except ImportError:
-        return {"skipped": "lab/network.py is absent"}
+    """API write -> data plane shows it (lab/bench/latency.py), medians in seconds."""
     try:
         samples = measure_latencies(endpoint_url, samples=REPEATS)
     except Exception as exc:       # the control-plane figures stand on their own
@@ -164,14 +163,11 @@ def data_plane_latencies(endpoint_url: str) -> dict:
 
 def run() -> dict:
     """Measure; brings the lab up (and down at the end) when it was not up."""
-    import boto3
-    from lab import cli
-
     figures: dict = {}
-    was_up = bool(cli.lab_info())
+    was_up = bool(lifecycle.lab_info())
     if not was_up:
-        figures["lab_up_s"] = cli.up()["up_seconds"]
-    info = cli.lab_info()
+        figures["lab_up_s"] = lifecycle.up()["up_seconds"]
+    info = lifecycle.lab_info()
     ec2 = boto3.client("ec2", region_name=info["region"], endpoint_url=info["endpoint_url"],
                        aws_access_key_id=info["aws_access_key_id"],
                        aws_secret_access_key=info["aws_secret_access_key"])
@@ -192,7 +188,7 @@ def run() -> dict:
         figures["terminate_3_hosts_removed_s"] = round(time.monotonic() - t0, 3)
     finally:
         if not was_up:
-            figures["lab_down_s"] = cli.down()["down_seconds"]
+            figures["lab_down_s"] = lifecycle.down()["down_seconds"]
         elif ids:
             ec2.terminate_instances(InstanceIds=ids)
     return figures

@@ -1,0 +1,148 @@
+"""The pair's health as Pacemaker reports it, its log's events, and putting it back together.
+
+    settings = ensure_cluster()          # the lab up (`python -m lab up`) and site.yml run
+    healthy(settings)                    # a promoted and an in-sync, promotable standby
+    pair_roles(settings)                 # {node: Promoted | Unpromoted | ...}
+    log_events(settings, survivor, failed, since)   # epoch of lost/fenced/promoted/endpoints moved
+    rejoin(settings, node)               # playbooks/rejoin.yml, then a healthy pair again
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET  # nosec B405 - crm_mon's own output
+from typing import Dict, List, Optional
+
+from lab import helpers, topology
+from lab.emulator import lifecycle
+from lab.pair import client, cluster
+
+LOG = "/var/log/pacemaker/pacemaker.log"
+
+
+def ensure_cluster(log_name: str = "site.log") -> cluster.Settings:
+    """The lab up and the pair built by playbooks/site.yml (a no-op run when it is)."""
+    info = lifecycle.lab_info()
+    if not info:
+        result = cli_command("up")
+        if result.returncode != 0:
+            raise RuntimeError("lab up failed: " + result.stderr.strip()[-300:])
+        info = lifecycle.lab_info()
+    settings = cluster.prepare(info)
+    run = cluster.run_playbook("playbooks/site.yml", settings, log=cluster.WORK_DIR / log_name)
+    if run.rc != 0:
+        raise RuntimeError(f"site.yml failed (rc {run.rc}); see {cluster.WORK_DIR / log_name}")
+    return settings
+
+
+def cli_command(*args: str):
+    env = dict(os.environ, PYTHONPATH=str(topology.REPO))
+    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=topology.REPO, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def _crm_mon(s: cluster.Settings) -> Optional[ET.Element]:
+    """crm_mon's XML status from any reachable node (an unreachable one just means: ask the other)."""
+    for address in (node[2] for node in cluster.NODES):
+        try:
+            out = cluster.ssh(s, address, "crm_mon -1 --include=attributes --output-as=xml", timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+        if out.returncode == 0:
+            try:
+                return ET.fromstring(out.stdout)
+            except ET.ParseError:
+                continue
+    return None
+
+
+def _roles(status: Optional[ET.Element]) -> Dict[str, str]:
+    """{node: Promoted|Unpromoted|Stopped...} of the pgsqld clone in crm_mon's XML."""
+    if status is None:
+        return {}
+    return {node.get("name"): resource.get("role")
+            for resource in status.iter("resource") if resource.get("id") == "pgsqld"
+            for node in resource.findall("node")}
+
+
+def pair_roles(s: cluster.Settings) -> Dict[str, str]:
+    """The pgsqld clone's roles, as crm_mon on a reachable node reports them."""
+    return _roles(_crm_mon(s))
+
+
+def healthy(s: cluster.Settings) -> bool:
+    """A promoted and an unpromoted PostgreSQL, the standby in sync and promotable: only then
+    does a failover promote it (the sync guard and PAF's score gate promotion, by design).
+    Roles and node attributes come from one crm_mon call."""
+    status = _crm_mon(s)
+    roles = _roles(status)
+    if sorted(roles.values()) not in (["Promoted", "Unpromoted"], ["Master", "Slave"]):
+        return False
+    standby = next(n for n, r in roles.items() if r in ("Unpromoted", "Slave"))
+    node = status.find(f"node_attributes/node[@name='{standby}']")
+    attrs = {a.get("name"): a.get("value") for a in node.findall("attribute")} if node is not None else {}
+    return attrs.get("ec2ha-pgsql-sync") == "1" and int(attrs.get("master-pgsqld", "-1")) >= 0
+
+
+def run_rejoin(s: cluster.Settings, node: str, extra: Optional[List[str]] = None) -> cluster.PlaybookRun:
+    """playbooks/rejoin.yml for the node (started first if its instance is stopped), as it ran."""
+    if cluster.instance_state(s, node) == "stopped":
+        cluster.start_instance(s, node)
+    address = cluster.node_address(node)
+    helpers.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
+                     120, 1, f"{node} to answer over SSH")
+    return cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
+                                extra=["-e", f"ec2ha_rejoin_node={node}", *(extra or [])])
+
+
+def rejoin(s: cluster.Settings, node: str, timeout: float = 240, extra: Optional[List[str]] = None) -> str:
+    """Rejoin the node (playbooks/rejoin.yml) and wait for a healthy pair; returns its role."""
+    run = run_rejoin(s, node, extra)
+    if run.rc != 0:
+        raise RuntimeError(f"rejoin.yml failed (rc {run.rc}); see {cluster.WORK_DIR / 'rejoin.log'}")
+    helpers.wait_for(lambda: pair_roles(s).get(node) in ("Unpromoted", "Slave"), timeout, 2,
+                     f"{node} to run as a standby")
+    helpers.wait_for(lambda: healthy(s), 180, 1, "a healthy pair (standby in sync)")
+    return pair_roles(s)[node]
+
+
+def log_events(s: cluster.Settings, survivor: str, failed: str, since: float) -> Dict[str, Optional[float]]:
+    """Event times (epoch) from the survivor's pacemaker.log, first occurrence after `since`."""
+    patterns = {
+        "lost": rf"Node {failed} state is now lost",
+        "fenced": rf"Operation '\w+' .*targeting {failed} .*(OK|ok)",
+        "promoted": rf"Result of promote operation for pgsqld on {survivor}: ok",
+        **{kind: rf"Result of start operation for {resource} on {survivor}: ok"
+           for kind, resource in cluster.RESOURCES.items()},
+    }
+    out = cluster.ssh(s, cluster.node_address(survivor), f"tail -n 3000 {LOG}", timeout=20).stdout
+    year = datetime.datetime.now().year
+    found: Dict[str, Optional[float]] = {name: None for name in patterns}
+    for line in out.splitlines():
+        stamp = line[:19]
+        try:
+            when = datetime.datetime.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S.%f").timestamp()
+        except ValueError:
+            continue
+        if when < since:
+            continue
+        for name, pattern in patterns.items():
+            if found[name] is None and re.search(pattern, line):
+                found[name] = when
+    return found
+
+
+def who_serves(ns: str, host: str) -> Optional[str]:
+    out = client.psql_in(ns, "SELECT lab_node()", host=host)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def node_attribute(s: cluster.Settings, on: str, node: str, name: str, lifetime: str) -> Optional[str]:
+    """A node attribute as Pacemaker stores it (crm_attribute, asked on node `on`); None if unset."""
+    out = cluster.ssh(s, cluster.node_address(on),
+                      f"crm_attribute -N {node} -n {name} -l {lifetime} -G -q", timeout=15)
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
