@@ -19,6 +19,7 @@ client network. The server also listens on 127.0.0.3, a name no certificate hold
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -33,10 +34,10 @@ from typing import Iterator
 import pytest
 import yaml
 
+from node_programs import guard_command
 from roletools import ROLES, require, run_role_tasks
 
 BINDIR = Path("/usr/lib/postgresql/15/bin")
-GUARD = ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"
 
 
 def _free_port() -> int:
@@ -261,10 +262,11 @@ def pacemaker_stubs(tmp_path: Path):
 
 
 def _guard(server, bin_dir: Path) -> subprocess.CompletedProcess:
+    settings = bin_dir / "guard.json"
+    settings.write_text(json.dumps({"mode": "sync", "nodes": ["alpha", "bravo"], "self_name": "alpha",
+                                    "pghost": str(server.sock), "pgport": server.port}))
     return subprocess.run(
-        ["/usr/bin/python3", str(GUARD), "--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha",
-         "--pghost", str(server.sock), "--pgport", str(server.port), "--once"],
-        capture_output=True, text=True, timeout=60,
+        guard_command(settings, "--once"), capture_output=True, text=True, timeout=60,
         env=dict(os.environ, PATH=f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"), check=False)
 
 

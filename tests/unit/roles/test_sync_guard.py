@@ -1,34 +1,37 @@
 # -*- coding: utf-8 -*-
 # Copyright: ec2ha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The sync guard's policy (decide) case by case, and the role contracts:
+"""The sync guard (plugins/module_utils/sync_guard.py): its policy (decide) case by case, its
+readers of corosync and Pacemaker output, its settings file, the process as the node runs it
+(the program the recovery_kit role's node_code entry point installs), and the role contracts:
 every public variable has a default, is declared, and carries the role prefix."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
+import json
+import os
+import signal
 import subprocess
-import sys
+import time
 
 import pytest
 import yaml
 
+from ansible_collections.ec2ha.cluster.plugins.module_utils import sync_guard as GUARD
+from ansible_collections.ec2ha.cluster.plugins.module_utils.sync_guard import SetStandbyNames, SetSyncAttribute
+from node_programs import guard_command
 from roletools import ROLES, defaults, require
 
-
-def _guard():
-    path = str(ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard")
-    loader = importlib.machinery.SourceFileLoader("ec2ha_pgsql_sync_guard", path)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-GUARD = _guard()
 SYNC = 'ANY 1 ("bravo")'
+SETTINGS = GUARD.Settings(mode="sync", nodes=("alpha", "bravo"), self_name="alpha")
+
+
+def attr(node, value):
+    return SetSyncAttribute(node, value)
+
+
+def ssn(value):
+    return SetStandbyNames(value)
 
 
 def decide(mode="sync", membership="member", row=("streaming", "quorum"), ssn=SYNC, attrs=None, fencing=True):
@@ -45,28 +48,28 @@ def test_in_sync_standby_changes_nothing():
 def test_returning_standby_gets_sync_back_but_is_promotable_only_once_in_sync():
     plan = decide(ssn="", row=("streaming", "async"), attrs={"alpha": "1", "bravo": "0"})
     assert plan.status == "catching-up"
-    assert plan.actions == [("ssn", SYNC)]
+    assert plan.actions == [ssn(SYNC)]
     plan = decide(row=("streaming", "quorum"), attrs={"alpha": "1", "bravo": "0"})
-    assert plan.actions == [("attr", "bravo", "1")]
+    assert plan.actions == [attr("bravo", "1")]
 
 
 def test_catchup_state_is_not_streaming_so_the_primary_does_not_block():
     plan = decide(row=("catchup", "potential"))
     assert plan.status == "degraded"
-    assert plan.actions == [("attr", "bravo", "0"), ("ssn", "")]
+    assert plan.actions == [attr("bravo", "0"), ssn("")]
 
 
 @pytest.mark.parametrize("membership", ["member", "clean"])
 def test_gone_standby_loses_promotion_before_commits_stop_waiting(membership):
     plan = decide(membership=membership, row=None)
     assert plan.status == "degraded"
-    assert plan.actions == [("attr", "bravo", "0"), ("ssn", "")]
+    assert plan.actions == [attr("bravo", "0"), ssn("")]
 
 
 def test_lost_unfenced_standby_keeps_commits_waiting():
     plan = decide(membership="unclean", row=None)
     assert plan.status == "waiting-for-fencing"
-    assert plan.actions == [("attr", "bravo", "0")]
+    assert plan.actions == [attr("bravo", "0")]
     assert decide(membership=None, row=None).status == "waiting-for-fencing"
 
 
@@ -76,13 +79,13 @@ def test_without_fencing_an_offline_standby_never_degrades(membership):
     # itself on its side. Degrading here would give two writable primaries.
     plan = decide(membership=membership, row=None, fencing=False)
     assert plan.status == "no-fencing"
-    assert plan.actions == [("attr", "bravo", "0")]       # no ("ssn", ""): commits keep waiting
+    assert plan.actions == [attr("bravo", "0")]       # no ssn(""): commits keep waiting
 
 
 def test_without_fencing_a_standby_in_our_ring_may_still_degrade():
     # Its node is up in our ring (no partition), only its PostgreSQL is gone.
     plan = decide(membership="member", row=None, fencing=False)
-    assert plan.status == "degraded" and plan.actions == [("attr", "bravo", "0"), ("ssn", "")]
+    assert plan.status == "degraded" and plan.actions == [attr("bravo", "0"), ssn("")]
 
 
 RING = ("1.2d", frozenset({"alpha", "bravo"}))
@@ -134,8 +137,7 @@ def test_ring_reads_corosync_quorumtool(tmp_path, monkeypatch, output, status, e
     tool.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}EOF\nexit {status}\n")
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
-    assert GUARD.Cluster(args).ring() == expected
+    assert GUARD.NodeIO(SETTINGS).ring() == expected
 
 
 def test_ring_without_corosync_is_no_decision(tmp_path, monkeypatch):
@@ -143,19 +145,18 @@ def test_ring_without_corosync_is_no_decision(tmp_path, monkeypatch):
     tool.write_text("#!/bin/sh\necho 'Cannot initialize QUORUM service' >&2\nexit 1\n")
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
     with pytest.raises(ValueError, match="Cannot initialize QUORUM service"):
-        GUARD.Cluster(args).ring()
+        GUARD.NodeIO(SETTINGS).ring()
 
 
 def test_async_never_waits_and_reports_streaming():
-    assert decide(mode="async", ssn=SYNC).actions == [("ssn", "")]
+    assert decide(mode="async", ssn=SYNC).actions == [ssn("")]
     plan = decide(mode="async", ssn="", row=None)
-    assert plan.status == "async" and plan.actions == [("attr", "bravo", "0")]
+    assert plan.status == "async" and plan.actions == [attr("bravo", "0")]
 
 
 def test_primary_marks_itself_promotable():
-    assert decide(attrs={"bravo": "1"}).actions == [("attr", "alpha", "1")]
+    assert decide(attrs={"bravo": "1"}).actions == [attr("alpha", "1")]
 
 
 def test_names_are_quoted_for_synchronous_standby_names():
@@ -185,8 +186,7 @@ def test_membership_reads_real_crm_mon_output(tmp_path, monkeypatch, bravo_state
                    .replace("<nodes/>", '<nodes><node id="1" uname="alpha"/><node id="2" uname="bravo"/></nodes>')
                    .replace("<status/>", status))
     monkeypatch.setenv("CIB_file", str(cib))
-    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
-    assert GUARD.Cluster(args).read_status(["bravo"]) == ({"bravo": expected}, True)
+    assert GUARD.NodeIO(SETTINGS).read_status(["bravo"]) == ({"bravo": expected}, True)
 
 
 @pytest.mark.parametrize("value, fencing", [("false", False), ("true", True)])
@@ -199,8 +199,7 @@ def test_fencing_is_read_from_the_cib(tmp_path, monkeypatch, value, fencing):
     monkeypatch.setenv("CIB_file", str(cib))
     subprocess.run(["crm_attribute", "--type", "crm_config", "--name", "stonith-enabled", "--update", value],
                    check=True, capture_output=True)
-    args = GUARD.parse_args(["--mode", "sync", "--nodes", "alpha,bravo", "--self-name", "alpha"])
-    assert GUARD.Cluster(args).read_status(["bravo"])[1] is fencing
+    assert GUARD.NodeIO(SETTINGS).read_status(["bravo"])[1] is fencing
 
 
 @pytest.fixture
@@ -216,13 +215,15 @@ def failing_cluster(tmp_path):
     return tmp_path, log
 
 
-def _guard_process(bin_dir, *extra):
-    import os
-    return subprocess.Popen(
-        ["/usr/bin/python3", str(ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"), "--mode", "sync",
-         "--nodes", "alpha,bravo", "--self-name", "alpha", "--interval", "0.2", *extra],
-        env=dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+def _settings_file(tmp_path, **values):
+    path = tmp_path / "guard.json"
+    path.write_text(json.dumps({"mode": "sync", "nodes": ["alpha", "bravo"], "self_name": "alpha", **values}))
+    return path
+
+
+def _guard_process(bin_dir, settings, *extra):
+    return subprocess.Popen(guard_command(settings, *extra), env=dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _published(log) -> list:
@@ -232,12 +233,10 @@ def _published(log) -> list:
             if "--name ec2ha-pgsql-replication" in line]
 
 
-def test_a_pass_that_cannot_decide_publishes_unknown_and_stop_publishes_stopped(failing_cluster):
+def test_a_pass_that_cannot_decide_publishes_unknown_and_stop_publishes_stopped(failing_cluster, tmp_path):
     # Before: a skipped pass left the last state ("sync") on display, and so did a stopped guard.
-    import signal
-    import time
     bin_dir, log = failing_cluster
-    guard = _guard_process(bin_dir)
+    guard = _guard_process(bin_dir, _settings_file(tmp_path, interval=0.2))
     deadline = time.monotonic() + 20
     while "unknown" not in _published(log) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -247,13 +246,10 @@ def test_a_pass_that_cannot_decide_publishes_unknown_and_stop_publishes_stopped(
 
 
 def test_check_fails_and_publishes_unknown_when_passes_stop_deciding(failing_cluster, tmp_path):
-    import os
-    import time
     bin_dir, log = failing_cluster
     pass_file, pid_file = tmp_path / "guard.pass", tmp_path / "guard.pid"
-    run = ["/usr/bin/python3", str(ROLES / "replication" / "files" / "ec2ha-pgsql-sync-guard"), "--mode", "sync",
-           "--nodes", "alpha,bravo", "--self-name", "alpha", "--pass-file", str(pass_file), "--pid-file",
-           str(pid_file), "--stale-after", "30", "--check"]
+    run = guard_command(_settings_file(tmp_path, pass_file=str(pass_file), pid_file=str(pid_file), stale_after=30),
+                        "--check")
     env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin")
     # The agent's start runs the hook right after it spawned the guard (its pid file is new):
     # that guard has not decided yet and must not fail its start (seen in the lab: it did).
@@ -270,3 +266,35 @@ def test_check_fails_and_publishes_unknown_when_passes_stop_deciding(failing_clu
     stale = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
     assert stale.returncode == 1 and "last decided pass 31 s ago" in stale.stderr
     assert _published(log) == ["unknown", "unknown"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"nodes": ["alpha", "bravo"]}, "settings ['mode'] are required"),
+    ({"mode": "semi", "nodes": ["alpha", "bravo"]}, "mode is 'semi'; expected sync or async"),
+    ({"mode": "sync", "nodes": ["alpha"]}, "nodes is ['alpha']; expected the Pacemaker names"),
+    ({"mode": "sync", "nodes": ["alpha", "bravo"], "interval_s": 2}, "unknown settings ['interval_s']"),
+])
+def test_bad_settings_are_one_sentence_and_nothing_runs(failing_cluster, tmp_path, settings, message):
+    bin_dir, log = failing_cluster
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(settings))
+    done = subprocess.run(guard_command(path, "--once"), env=dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin"),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert _published(log) == []
+
+
+def test_a_node_outside_the_settings_nodes_refuses_to_run(failing_cluster, tmp_path):
+    bin_dir, log = failing_cluster
+    done = subprocess.run(guard_command(_settings_file(tmp_path, self_name="charlie"), "--once"),
+                          env=dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin"), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2 and "self_name 'charlie' is not one of nodes ['alpha', 'bravo']" in done.stderr
+    assert _published(log) == []
+
+
+def test_stale_reason_counts_a_fresh_start_as_deciding():
+    assert GUARD.stale_reason(100.0, None, 80.0, 30) == ""
+    assert GUARD.stale_reason(100.0, None, 60.0, 30) == "sync guard stale: no decided pass yet (limit 30 s)"
+    assert GUARD.stale_reason(100.0, 69.0, 60.0, 30) == "sync guard stale: last decided pass 31 s ago (limit 30 s)"

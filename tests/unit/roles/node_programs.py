@@ -1,0 +1,29 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Commands that run the collection's node programs the way a node runs them: the system python3
+executing the line of the recovery_kit role's program.j2, with the checkout's module_utils (made
+importable by `make collection`) in place of the node's installed copy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import List
+
+REPO = Path(__file__).resolve().parents[3]
+COLLECTIONS = REPO / ".build" / "collections"
+PROGRAM = REPO / "roles" / "recovery_kit" / "templates" / "program.j2"
+
+
+def program_command(name: str, module: str, *args: str) -> List[str]:
+    """argv of the program ``name`` (running ``module``.main) as program.j2 writes it."""
+    code = re.search(r"-c '([^']+)'", PROGRAM.read_text()).group(1)
+    code = (code.replace("{{ recovery_kit_python_dir }}", str(COLLECTIONS))
+            .replace("{{ item.module }}", module).replace("{{ item.name }}", name))
+    return ["/usr/bin/python3", "-c", code, *args]
+
+
+def guard_command(settings: Path, *args: str) -> List[str]:
+    """The sync guard with this settings file."""
+    return program_command("ec2ha-pgsql-sync-guard", "sync_guard", "--settings", str(settings), *args)
