@@ -3,7 +3,8 @@
     race = partition_once(settings)   # cut, wait until one node is fenced, heal, rejoin the loser
     race.primary_survived             # the node that ran the primary is the one left standing
 
-Both nodes stay up and keep reaching AWS; only the link between them is cut (lab/emulator/dataplane/partition.py).
+Both nodes stay up and keep reaching AWS; only the link between them is cut
+(lab/emulator/dataplane/partition.py).
 Each side loses the other after the token timeout and tries to fence it. The heartbeat role sets
 priority-fencing-delay and the replication role gives the PostgreSQL clone a priority, so fencing
 that targets the primary waits and the primary fences the standby first. Observed from outside:

@@ -324,7 +324,8 @@ def test_teardown_removes_everything_it_made(stage: Stage) -> None:
     stage.ticker.stop()
     stage.network.teardown()
     assert [ns for ns in stage.names.all() if netns_exists(ns)] == []
-    assert not Path(f"/proc/{dns_pid}").exists() or "lab.emulator.dataplane.dns" not in Path(f"/proc/{dns_pid}/cmdline").read_text()
+    assert not Path(f"/proc/{dns_pid}").exists() \
+        or "lab.emulator.dataplane.dns" not in Path(f"/proc/{dns_pid}/cmdline").read_text()
     assert not (Path("/etc/netns") / stage.names.client).exists()
     # The hosts' ends of the veths go with the router (the kernel cleans up asynchronously).
     assert poll(lambda: [e["ifname"] for e in ip_json(stage.nodes["node1"].netns, "link", "show")] == ["lo"],

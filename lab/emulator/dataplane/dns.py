@@ -276,7 +276,8 @@ def start(endpoint_url: str, state_dir: Path, router_ns: str = topology.ROUTER_N
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.emulator.dataplane.dns", "serve", "--endpoint", endpoint_url, "--router-ns", router_ns],
+            [sys.executable, "-m", "lab.emulator.dataplane.dns", "serve", "--endpoint", endpoint_url,
+             "--router-ns", router_ns],
             cwd=str(topology.REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     (state_dir / PID_FILE).write_text(str(proc.pid))
     _wait_ready(proc, log_path, offset)
@@ -335,7 +336,8 @@ def _gone(pid: int) -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lab.emulator.dataplane.dns", description="the lab's Route 53 Resolver")
+    parser = argparse.ArgumentParser(prog="python -m lab.emulator.dataplane.dns",
+                                     description="the lab's Route 53 Resolver")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_cmd = sub.add_parser("serve")
     serve_cmd.add_argument("--endpoint", required=True)

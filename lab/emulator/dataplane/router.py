@@ -6,8 +6,8 @@ Interface (used by the lab daemon):
     net = Network(aws_endpoint_url, state_dir)      # names=Namespaces.scratch("t") in tests
     net.setup()      # ROUTER_NS, client namespaces CLIENT_NS / INTERNET_NS / ONPREM_NS and their
                      # links, AWS_API_ADDRESS (on ROUTER_NS's lo: this kernel has no dummy links),
-                     # and the lab resolver (lab/emulator/dataplane/dns.py, a process tracked by PID in state_dir;
-                     # setup() returns once it answers). Starts from scratch: whatever an
+                     # and the lab resolver (lab/emulator/dataplane/dns.py, a process tracked
+                     # by PID in state_dir; setup() returns once it answers). Starts from scratch: whatever an
                      # earlier run left is torn down first.
     net.tick()       # read moto once (both lab regions, calls in parallel), apply only the
                      # differences; returns the list of changes made ([] when none).
