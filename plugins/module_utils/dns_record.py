@@ -36,14 +36,11 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, monitor_reading
+from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import ZONE_ID, ZONE_NOT_FOUND
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, apply, backoff, monitor_reading
 
-# Route 53 ids are upper-case letters and digits (Z...; moto draws any letter); names are
-# matched case-insensitively, so a lower-case or dotted value is always a name.
-ZONE_ID = re.compile(r"^(?:/hostedzone/)?([A-Z0-9]{6,32})$")
 LABEL = re.compile(r"^(?:\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
 ESCAPE = re.compile(r"\\(\d{3})")
-ZONE_NOT_FOUND = frozenset(("NoSuchHostedZone", "InvalidInput"))
 # Record types that decide the A record: a CNAME excludes every other record at its name; an A
 # set with an alias or a routing policy excludes a simple A. Any other type coexists with it.
 CONFLICT_TYPES = frozenset(("A", "CNAME"))
@@ -354,7 +351,7 @@ def plan(current: Optional[RecordSet], target: DnsTarget) -> List[Action]:
         "change_resource_record_sets", f"{wanted.name} in {target.zone.zone_id}",
         {"HostedZoneId": target.zone.zone_id,
          "ChangeBatch": {"Comment": "ec2ha.cluster dns_record", "Changes": [change]}},
-        f"upsert {wanted.name} {describe(wanted)} (was {describe(current)})",
+        f"upsert {wanted.name} {describe(wanted)} (was {describe(current)})", "route53",
     )]
 
 
@@ -373,13 +370,12 @@ def converge(aws: AwsSession, target: DnsTarget, check_mode: bool = False, wait:
     actions = plan(before, target)
     if not actions:
         return ConvergeResult(False, [], before, target.record, target)
+    answers = apply(aws, actions, check_mode)
     if check_mode:
-        for action in actions:
-            aws.plan("route53", action.operation, action.resource, **action.params)
         return ConvergeResult(True, actions, before, target.record, target)
     result = ConvergeResult(True, actions, before, target.record, target)
-    for action in actions:
-        info = aws.call("route53", action.operation, action.resource, **action.params)["ChangeInfo"]
+    for answer in answers:
+        info = answer["ChangeInfo"]
         result.change_id = info["Id"].split("/")[-1]
         result.change_status = info.get("Status")
     if wait and result.change_status != "INSYNC":
@@ -395,8 +391,7 @@ def wait_insync(aws: AwsSession, change_id: str, timeout: float,
     never overshoots the deadline; a transient API error counts as "not yet", not as a failure."""
     start = clock()
     deadline = start + timeout
-    interval = FIRST_POLL
-    while True:
+    for interval in backoff(FIRST_POLL, POLL_GROWTH, MAX_POLL):
         try:
             last = aws.call("route53", "get_change", change_id, Id=change_id)["ChangeInfo"]["Status"]
         except AwsCallError as exc:
@@ -411,7 +406,7 @@ def wait_insync(aws: AwsSession, change_id: str, timeout: float,
                               f"(wait_timeout {timeout:g} s): the record is written but not yet in sync "
                               "on every Route 53 DNS server.", change_id)
         sleep(min(interval, left))
-        interval = min(interval * POLL_GROWTH, MAX_POLL)
+    raise AssertionError("unreachable: backoff never ends")
 
 
 def verify(aws: AwsSession, target: DnsTarget) -> RecordSet:

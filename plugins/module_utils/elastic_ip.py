@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -29,14 +28,16 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, monitor_reading, reread_until
+from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import ADDRESS_NOT_FOUND, ALLOCATION_ID
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import (
+    Action,
+    Status,
+    apply,
+    monitor_reading,
+    reread_until,
+)
 
-ALLOCATION_ID = re.compile(r"^eipalloc-[0-9a-f]{8,17}$")
-# describe_addresses answers these when the address is not in this account and region.
-NOT_FOUND_CODES = frozenset((
-    "InvalidAddress.NotFound", "InvalidAllocationID.NotFound", "InvalidAllocationID.Malformed",
-    "InvalidParameterValue",
-))
+NOT_FOUND_CODES = ADDRESS_NOT_FOUND
 DEFAULT_VERIFY_TIMEOUT = 10.0
 
 
@@ -242,12 +243,9 @@ def converge(aws: AwsSession, target: EipTarget, check_mode: bool = False,
     actions = plan(before, target)
     if not actions:
         return ConvergeResult(False, [], before, before, target)
+    apply(aws, actions, check_mode)
     if check_mode:
-        for action in actions:
-            aws.plan("ec2", action.operation, action.resource, **action.params)
         return ConvergeResult(True, actions, before, dataclasses.replace(before, holder=target.holder), target)
-    for action in actions:
-        aws.call("ec2", action.operation, action.resource, **action.params)
     after = verify(aws, target, verify_timeout, clock, sleep)
     return ConvergeResult(True, actions, before, after, target)
 

@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record, elastic_ip, vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, InputError
+from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import CLUSTER_TAG
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import Node, describe_tagged, find_node
 
-CLUSTER_TAG = "ec2ha:cluster"
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ tests replay the agents' calls against it. The actions listed are exactly the ca
 - fencing (stock ``fence_aws``): DescribeInstances (status, list, its own state before it fences),
   StopInstances (off, ``Force=True``), StartInstances (on). Its reboot is off + on through the fencing
   library, so ec2:RebootInstances is never called and not granted.
-- route_table agent (``route_table.resolve_target`` / ``converge`` / ``monitor``): DescribeInstances,
+- vip_route agent (``vip_route.resolve_target`` / ``converge`` / ``monitor``): DescribeInstances,
   DescribeVpcs, DescribeRouteTables, DescribeNetworkInterfaces, ModifyNetworkInterfaceAttribute (only
   when the ENI's source/destination check is on), ReplaceRoute, and CreateRoute: the monitor
   re-creates the VIP route when it was deleted by hand from one of the listed route tables.
@@ -32,8 +32,9 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
-SCENARIOS = ("route_table", "elastic_ip", "route53")
-CLUSTER_TAG = "ec2ha:cluster"
+from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import CLUSTER_TAG, SCENARIOS, scenario_names
+
+
 POLICY_VERSION = "2012-10-17"
 # Route 53's normalized record names keep these characters as they are; any other is \ddd (octal).
 PLAIN_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -74,11 +75,13 @@ def _statement(sid: str, actions: Sequence[str], resources: Any,
 def node_policy(cluster: str, region: str, account_id: str, scenarios: Sequence[str],
                 route_table_ids: Sequence[str] = (), allocation_id: Optional[str] = None,
                 hosted_zone_id: Optional[str] = None, record_name: Optional[str] = None) -> Dict[str, Any]:
-    """The inline policy of the node role for ``scenarios`` (a subset of SCENARIOS) plus fencing.
+    """The inline policy of the node role for ``scenarios`` (a subset of SCENARIOS, or their
+    deprecated aliases route_table and route53) plus fencing.
 
     The scenario resources must be given for each chosen scenario (route tables, allocation id,
     zone id and record name): the policy grants writes on those only.
     """
+    scenarios = scenario_names(scenarios)
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenarios {unknown}")
@@ -88,9 +91,9 @@ def node_policy(cluster: str, region: str, account_id: str, scenarios: Sequence[
     statements: List[Dict[str, Any]] = [
         _statement("FenceClusterNodes", ["ec2:StartInstances", "ec2:StopInstances"], f"{ec2}:instance/*", tagged),
     ]
-    if "route_table" in scenarios:
+    if "vip_route" in scenarios:
         if not route_table_ids:
-            raise ValueError("route_table needs route_table_ids")
+            raise ValueError("vip_route needs route_table_ids")
         describe += ["ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs"]
         # The route table is all IAM can scope these two by: no condition key names the destination
         # or the target. ec2:Vpc would add nothing, as the tables are listed one by one.
@@ -106,9 +109,9 @@ def node_policy(cluster: str, region: str, account_id: str, scenarios: Sequence[
         statements.append(_statement("MoveElasticIp", ["ec2:AssociateAddress"], f"{ec2}:elastic-ip/{allocation_id}"))
         statements.append(_statement("MoveElasticIpToNode", ["ec2:AssociateAddress"],
                                      [f"{ec2}:instance/*", f"{ec2}:network-interface/*"], tagged))
-    if "route53" in scenarios:
+    if "dns_record" in scenarios:
         if not hosted_zone_id or not record_name:
-            raise ValueError("route53 needs hosted_zone_id and record_name")
+            raise ValueError("dns_record needs hosted_zone_id and record_name")
         zone = f"arn:{partition_of(region)}:route53:::hostedzone/{hosted_zone_id}"
         statements.append(_statement("FindZone", ["route53:ListHostedZonesByName"], "*"))
         statements.append(_statement("MoveRecord", ["route53:GetHostedZone", "route53:ListResourceRecordSets"], zone))

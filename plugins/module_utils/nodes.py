@@ -9,13 +9,11 @@ Pure boto3 through :class:`AwsSession`; shared by every scenario core.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, Dict, List, Optional, Union
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, InputError, tag_value
+from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import INSTANCE_ID, NAME_TAG
 
-INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
-ENI_ID = re.compile(r"^eni-[0-9a-f]{8,17}$")
 USABLE_STATES = ("pending", "running")
 
 
@@ -83,7 +81,7 @@ def node_from_instance(instance: Dict[str, Any]) -> Node:
     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", []) or []}
     return Node(
         instance_id=instance["InstanceId"],
-        name=tag_value(instance.get("Tags"), "Name"),
+        name=tag_value(instance.get("Tags"), NAME_TAG),
         state=instance.get("State", {}).get("Name", "unknown"),
         vpc_id=instance.get("VpcId", ""),
         subnet_id=instance.get("SubnetId", ""),
@@ -119,7 +117,7 @@ def find_node(aws: AwsSession, node: str, require_running: bool = True) -> Node:
     if INSTANCE_ID.match(text):
         found = describe_nodes(aws, [{"Name": "instance-id", "Values": [text]}], text)
     else:
-        found = describe_tagged(aws, "Name", text)
+        found = describe_tagged(aws, NAME_TAG, text)
     if not found:
         raise InputError(f"Node '{text}' matches no live EC2 instance (by instance id or exact Name tag).")
     if len(found) > 1:

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: ec2ha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the three scenario cores share: a planned write, a monitor's answer, a bounded re-read,
-a deadline and the retry of a call the API left unanswered.
+"""What every core shares (the three scenario cores and cluster_pair): a planned write and its
+apply, a monitor's answer, the backoff of every poll loop, a bounded re-read, a deadline and the
+retry of a call the API left unanswered.
 
 No Ansible import: the OCF agents on the nodes run this too.
 """
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Dict, List, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, TypeVar
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError, InputError
+from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError, AwsSession, InputError
 
 T = TypeVar("T")
 
@@ -27,6 +28,29 @@ class Action:
     resource: str
     params: Dict[str, Any]
     summary: str = ""
+    service: str = "ec2"
+
+
+def apply(aws: AwsSession, actions: Sequence[Action], check_mode: bool = False) -> List[Dict[str, Any]]:
+    """Make the writes in order (check mode: record each with ``aws.plan``, make none); returns the
+    answers ({} for a planned write). The first failure raises: the next converge finishes the job."""
+    answers: List[Dict[str, Any]] = []
+    for action in actions:
+        if check_mode:
+            aws.plan(action.service, action.operation, action.resource, **action.params)
+            answers.append({})
+        else:
+            answers.append(aws.call(action.service, action.operation, action.resource, **action.params))
+    return answers
+
+
+def backoff(first: float, growth: float, most: float) -> Iterator[float]:
+    """The pauses of a poll loop: ``first``, then each ``growth`` times the last, capped at ``most``.
+    Every wait of the cores takes its pauses from here; the loop itself decides its deadline."""
+    pause = first
+    while True:
+        yield pause
+        pause = min(pause * growth, most)
 
 
 @dataclasses.dataclass
@@ -64,14 +88,13 @@ def reread_until(read: Callable[[], T], judge: Callable[[T], Status], timeout: f
     eventually consistent). The interval doubles from 0.25 s up to 2 s and never overshoots the
     deadline. Returns the last reading and its status; the caller decides what a miss means."""
     deadline = clock() + timeout
-    delay = 0.25
-    while True:
+    for delay in backoff(0.25, 2, 2.0):
         reading = read()
         status = judge(reading)
         if status.ok or clock() + delay > deadline:
             return reading, status
         sleep(delay)
-        delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable: backoff never ends")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +125,7 @@ def retry_transient(attempt: Callable[[], T], deadline: Deadline,
     to ``max_pause``. ``attempt`` must be safe to repeat: each converge re-reads and writes only
     what is still different, so a retry after a half-done move finishes it.
     """
-    pause = first_pause
-    while True:
+    for pause in backoff(first_pause, 2, max_pause):
         began = deadline.clock()
         try:
             return attempt()
@@ -113,4 +135,4 @@ def retry_transient(attempt: Callable[[], T], deadline: Deadline,
                 raise
             on_retry(exc, pause)
         sleep(pause)
-        pause = min(pause * 2, max_pause)
+    raise AssertionError("unreachable: backoff never ends")

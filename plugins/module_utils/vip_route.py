@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -29,9 +28,15 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     VerifyError,
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, monitor_reading, reread_until
+from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import ROUTE_TABLE_ID
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import (
+    Action,
+    Status,
+    apply as apply_actions,
+    monitor_reading,
+    reread_until,
+)
 
-ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{8,17}$")
 MISSING = "missing"
 ACTIVE = "active"
 BLACKHOLE = "blackhole"
@@ -164,8 +169,8 @@ def describe_tables(aws: AwsSession, route_table_ids: Optional[Sequence[str]] = 
 
 
 def pick_tables(tables: List[Dict[str, Any]], wanted: Optional[Sequence[str]], vpc_id: str,
-                vip: str) -> List[str]:
-    """The route table ids to manage, checked against what exists in the node's VPC."""
+                vip: str, owner: str = "the node's") -> List[str]:
+    """The route table ids to manage, checked against what exists in the VPC (``owner``'s, for the message)."""
     destination = f"{vip}/32"
     if wanted is None:
         found = [t["RouteTableId"] for t in tables
@@ -180,7 +185,7 @@ def pick_tables(tables: List[Dict[str, Any]], wanted: Optional[Sequence[str]], v
         if table is None:
             raise InputError(f"Route table '{rtb}' does not exist: expected a route table of {vpc_id}.")
         if table.get("VpcId") != vpc_id:
-            raise InputError(f"Route table {rtb} belongs to {table.get('VpcId')}, not to the node's {vpc_id}.")
+            raise InputError(f"Route table {rtb} belongs to {table.get('VpcId')}, not to {owner} {vpc_id}.")
     return list(wanted)
 
 
@@ -335,7 +340,7 @@ def apply(aws: AwsSession, target: Target, actions: Sequence[Action]) -> None:
         if action.operation == "create_route":
             create_route(aws, target, action)
         else:
-            aws.call("ec2", action.operation, action.resource, **action.params)
+            apply_actions(aws, [action])
 
 
 def verify(aws: AwsSession, target: Target, timeout: float = DEFAULT_VERIFY_TIMEOUT,
@@ -366,8 +371,7 @@ def converge(aws: AwsSession, target: Target, check_mode: bool = False,
     if not actions:
         return ConvergeResult(False, [], before, before, classify(before, target))
     if check_mode:
-        for action in actions:
-            aws.plan("ec2", action.operation, action.resource, **action.params)
+        apply_actions(aws, actions, check_mode=True)
         return ConvergeResult(True, actions, before, predict(before, target, actions), classify(before, target))
     apply(aws, target, actions)
     after = verify(aws, target, verify_timeout, eni_ids=list(before.source_dest_check))

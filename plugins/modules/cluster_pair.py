@@ -32,7 +32,7 @@ description:
   - An adopted instance (O(nodes[].instance_id)) joins the security group (its other groups stay), is tagged, gets
     the metadata options above, and gets the instance profile if it has none; an instance profile it already has is
     kept, with a warning.
-  - With the V(route_table) scenario, the source/destination check is turned off on each node's primary interface.
+  - With the V(vip_route) scenario, the source/destination check is turned off on each node's primary interface.
   - O(image_id), O(instance_type), O(key_name), O(user_data), O(encrypt_root_volume), O(kms_key_id) and
     O(nodes[].private_ip) are used at launch only; an existing node is never replaced or resized (a different private
     IP is an error).
@@ -112,11 +112,13 @@ options:
   scenarios:
     description:
       - The recovery scenarios the nodes' agents run; the inline policy grants what each needs, plus fencing.
-      - Each needs its resource options - V(route_table) O(route_table_ids), V(elastic_ip) O(allocation_id),
-        V(route53) O(hosted_zone_id) and O(record_name).
+      - Each needs its resource options - V(vip_route) O(route_table_ids), V(elastic_ip) O(allocation_id),
+        V(dns_record) O(hosted_zone_id) and O(record_name).
+      - V(route_table) and V(route53), the names of release 1.0.0, are deprecated aliases of V(vip_route) and
+        V(dns_record) (removed in 2.0.0).
     type: list
     elements: str
-    choices: [route_table, elastic_ip, route53]
+    choices: [vip_route, elastic_ip, dns_record, route_table, route53]
     default: []
   route_table_ids:
     description:
@@ -136,7 +138,7 @@ options:
   record_name:
     description:
       - The A record the dns_record agent moves (the recovery kit's record), a name inside the zone of
-        O(hosted_zone_id) or one label relative to it. Required with the V(route53) scenario.
+        O(hosted_zone_id) or one label relative to it. Required with the V(dns_record) scenario.
       - The policy allows C(route53:ChangeResourceRecordSets) on this record only (an UPSERT of type A), by the
         condition key C(route53:ChangeResourceRecordSetsNormalizedRecordNames).
     type: str
@@ -152,11 +154,17 @@ options:
       - The KMS key (key id, key ARN, alias name or alias ARN) that encrypts launched root volumes.
       - Default - the account's default EBS key. Needs O(encrypt_root_volume).
     type: str
+  tags:
+    description:
+      - Extra tags on each node's instance and primary network interface, added to those the module sets
+        (C(ec2ha:cluster), C(ec2ha:node), C(Name)), which cannot be set here. Tags already on a node stay.
+      - For example C({"ec2ha:lab-host": "true"}) makes the embedded lab back each instance with a host.
+    type: dict
+    default: {}
   lab_host:
     description:
-      - Tag the instances C(ec2ha:lab-host=true) so the embedded lab backs each with a host.
+      - Deprecated (removed in 2.0.0) - use O(tags) with C(ec2ha:lab-host=true), which is what V(true) sets.
     type: bool
-    default: false
   wait_timeout:
     description:
       - Seconds to wait for launched instances to be running.
@@ -201,7 +209,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Build a pair for the route table and Route 53 scenarios
+- name: Build a pair for the vip_route and dns_record scenarios
   ec2ha.cluster.cluster_pair:
     name: pg
     nodes:
@@ -215,7 +223,7 @@ EXAMPLES = r"""
     key_name: ops
     admin_cidrs: [10.99.0.0/16]
     client_cidrs: [10.0.0.0/16]
-    scenarios: [route_table, route53]
+    scenarios: [vip_route, dns_record]
     route_table_ids: [rtb-0aaaaaaaaaaaaaaa1, rtb-0bbbbbbbbbbbbbbb2]
     hosted_zone_id: Z0123456789ABCDEFGHIJ
     record_name: primary.db.internal
@@ -398,6 +406,14 @@ from typing import Any, Dict
 from ansible_collections.ec2ha.cluster.plugins.module_utils.module_shell import new_module, run_module
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils import cluster_pair
+from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import (
+    LAB_HOST_TAG,
+    SCENARIO_ALIASES,
+    SCENARIOS,
+    deprecated_scenarios,
+)
+
+REMOVED_IN = "2.0.0"
 
 
 ARGUMENT_SPEC: Dict[str, Any] = dict(
@@ -415,14 +431,16 @@ ARGUMENT_SPEC: Dict[str, Any] = dict(
     admin_cidrs=dict(type="list", elements="str", default=[]),
     client_cidrs=dict(type="list", elements="str", default=[]),
     corosync_port=dict(type="int", default=5405),
-    scenarios=dict(type="list", elements="str", default=[], choices=["route_table", "elastic_ip", "route53"]),
+    scenarios=dict(type="list", elements="str", default=[],
+                   choices=list(SCENARIOS) + list(SCENARIO_ALIASES)),
     route_table_ids=dict(type="list", elements="str", default=[]),
     allocation_id=dict(type="str"),
     hosted_zone_id=dict(type="str"),
     record_name=dict(type="str"),
     encrypt_root_volume=dict(type="bool", default=True),
     kms_key_id=dict(type="str", no_log=False),
-    lab_host=dict(type="bool", default=False),
+    tags=dict(type="dict", default={}),
+    lab_host=dict(type="bool"),
     wait_timeout=dict(type="float", default=300.0),
 )
 
@@ -434,14 +452,31 @@ def spec_from(p: Dict[str, Any]) -> cluster_pair.PairSpec:
         name=p["name"], nodes=nodes, image_id=p["image_id"], instance_type=p["instance_type"],
         key_name=p["key_name"], user_data=p["user_data"], admin_cidrs=tuple(p["admin_cidrs"]),
         client_cidrs=tuple(p["client_cidrs"]), corosync_port=p["corosync_port"],
-        scenarios=tuple(dict.fromkeys(p["scenarios"])), route_table_ids=tuple(dict.fromkeys(p["route_table_ids"])),
+        scenarios=tuple(p["scenarios"]), route_table_ids=tuple(dict.fromkeys(p["route_table_ids"])),
         allocation_id=p["allocation_id"], hosted_zone_id=p["hosted_zone_id"], record_name=p["record_name"],
-        encrypt_root_volume=p["encrypt_root_volume"], kms_key_id=p["kms_key_id"], lab_host=p["lab_host"],
+        encrypt_root_volume=p["encrypt_root_volume"], kms_key_id=p["kms_key_id"], tags=tags_from(p),
         wait_timeout=p["wait_timeout"])
+
+
+def tags_from(p: Dict[str, Any]) -> Dict[str, str]:
+    tags = {str(k): str(v) for k, v in p["tags"].items()}
+    if p["lab_host"]:
+        tags.setdefault(LAB_HOST_TAG, "true")
+    return tags
+
+
+def warn_deprecated(module: Any) -> None:
+    for old in deprecated_scenarios(module.params["scenarios"]):
+        module.deprecate(f"Scenario name '{old}' is deprecated: use '{SCENARIO_ALIASES[old]}'.",
+                         version=REMOVED_IN, collection_name="ec2ha.cluster")
+    if module.params["lab_host"] is not None:
+        module.deprecate(f"Option lab_host is deprecated: use tags with {LAB_HOST_TAG}: 'true'.",
+                         version=REMOVED_IN, collection_name="ec2ha.cluster")
 
 
 def main() -> None:
     module = new_module(ARGUMENT_SPEC)
+    warn_deprecated(module)
 
     def body(aws: Any) -> Dict[str, Any]:
         pair = cluster_pair.resolve(aws, spec_from(module.params))

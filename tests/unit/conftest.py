@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ec2ha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Shared unit-test fixture: an AwsSession whose clients are real botocore clients under Stubber."""
+"""Shared unit-test fixtures: an AwsSession whose clients are real botocore clients under Stubber,
+and a moto server on loopback per test module (``endpoint``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Dict, Iterator
 import boto3
 import pytest
 from botocore.stub import Stubber
+from ec2ha_testkit import moto_server
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, ConnectionSettings
 
@@ -51,3 +53,12 @@ def stubbed(boto_session: "boto3.session.Session") -> Iterator[StubbedAws]:
     holder = StubbedAws(boto_session)
     yield holder
     holder.close()
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a moto server of this test module's own (the lab's moto app, on loopback)."""
+    state = tmp_path_factory.mktemp("moto")
+    url = moto_server.start(state)
+    yield url
+    moto_server.stop(state)

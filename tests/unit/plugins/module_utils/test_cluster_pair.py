@@ -7,14 +7,13 @@ and is finished by the next one (a moto server on loopback, judged by describe c
 from __future__ import annotations
 
 import dataclasses
-import sys
 import uuid
-from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import boto3
 import pytest
 
+from ec2ha_testkit.calls import writes
 from ansible_collections.ec2ha.cluster.plugins.module_utils import cluster_pair as cp
 from ansible_collections.ec2ha.cluster.plugins.module_utils import iam_policy
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
@@ -24,12 +23,8 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     InputError,
 )
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
-import moto_server  # noqa: E402
-import world as world_builder  # noqa: E402
-from fakeclock import FakeClock  # noqa: E402  (beside this file)
+from ec2ha_testkit import world as world_builder
+from ec2ha_testkit.clock import FakeClock
 
 SUBNET_A, SUBNET_B = "subnet-0000000000000000a", "subnet-0000000000000000b"
 GROUP = "sg-00000000000000001"
@@ -53,16 +48,19 @@ def spec(**overrides: Any) -> cp.PairSpec:
                 cp.NodeSpec("pg2", SUBNET_B, instance_id="i-00000000000000001"))}, "Both nodes adopt"),
     ({"admin_cidrs": ("10.0.0.1/16",)}, "^admin_cidrs entry '10.0.0.1/16' is not a CIDR block"),
     ({"admin_cidrs": ("everyone",)}, "^admin_cidrs entry 'everyone' is not a CIDR block"),
-    ({"scenarios": ("route_table",)}, "^Scenario route_table needs route_table_ids"),
+    ({"scenarios": ("vip_route",)}, "^Scenario vip_route needs route_table_ids"),
+    ({"scenarios": ("route_table",)}, "^Scenario vip_route needs route_table_ids"),   # the deprecated alias
     ({"allocation_id": "eipalloc-0123456789abcdef0"}, "^allocation_id is set but elastic_ip is not in scenarios"),
-    ({"scenarios": ("route53",), "hosted_zone_id": "example.com"}, "is not a hosted zone id"),
+    ({"scenarios": ("dns_record",), "hosted_zone_id": "example.com"}, "is not a hosted zone id"),
     ({"scenarios": ("route53",), "hosted_zone_id": "Z0123456789ABC"},
-     "^Scenario route53 needs record_name: the node policy is scoped to it"),
-    ({"record_name": "db.example.internal"}, "^record_name is set but route53 is not in scenarios"),
+     "^Scenario dns_record needs record_name: the node policy is scoped to it"),
+    ({"record_name": "db.example.internal"}, "^record_name is set but dns_record is not in scenarios"),
     ({"encrypt_root_volume": False, "kms_key_id": "alias/ebs"},
      "^kms_key_id is set but encrypt_root_volume is false"),
     ({"kms_key_id": "my key"}, "^kms_key_id 'my key' is not a KMS key id, key ARN, alias name or alias ARN"),
-    ({"scenarios": ("carrier_pigeon",)}, "not among route_table, elastic_ip, route53"),
+    ({"scenarios": ("carrier_pigeon",)}, "not among vip_route, elastic_ip, dns_record"),
+    ({"tags": {"ec2ha:cluster": "other"}}, "^tags sets 'ec2ha:cluster', which the module sets itself"),
+    ({"tags": {"aws:x": "1"}}, "^tags key 'aws:x' is not a tag AWS accepts"),
     ({"name": "x" * 59}, "must be 1-58 letters"),
     ({"corosync_port": 70000}, "is not a port number"),
 ])
@@ -106,12 +104,12 @@ def test_a_group_made_by_another_run_meanwhile_is_taken_and_reconciled(stubbed):
     ec2.add_response("revoke_security_group_ingress", {"Return": True}, {
         "GroupId": GROUP, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                              "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "any"}]}]})
-    w = cp.Writer(stubbed.aws, check_mode=False)
-
-    cp.ensure_group(w, pair)
+    done = cp.ensure_group(stubbed.aws, pair)
 
     stubbed.assert_all_used()
     assert pair.group_id == GROUP
+    assert [a.operation for a in done] == ["create_security_group", "authorize_security_group_ingress",
+                                           "revoke_security_group_ingress"]
     authorized = next(c for c in stubbed.aws.calls if c.operation == "authorize_security_group_ingress")
     added = sorted(f"{p['IpProtocol']} {p['FromPort']} {(p.get('IpRanges') or p.get('UserIdGroupPairs'))[0]}"
                    for p in authorized.params["IpPermissions"])
@@ -127,7 +125,7 @@ def test_a_group_of_another_cluster_is_refused_even_after_the_race(stubbed):
     other["Tags"] = [{"Key": "ec2ha:cluster", "Value": "web"}]
     ec2.add_response("describe_security_groups", {"SecurityGroups": [other]})
     with pytest.raises(InputError, match="belongs to cluster 'web'"):
-        cp.ensure_group(cp.Writer(stubbed.aws, False), pair)
+        cp.ensure_group(stubbed.aws, pair)
     assert [c.operation for c in stubbed.aws.calls] == ["create_security_group", "describe_security_groups"]
 
 
@@ -153,14 +151,12 @@ def test_launch_retries_while_the_new_instance_profile_is_unknown_then_launches_
                              "Instance Profile ARN")
     ec2.add_response("run_instances", {"Instances": [{"InstanceId": "i-0000000000000000a"}]})
     clock = FakeClock()
-    w = cp.Writer(stubbed.aws, check_mode=False)
-
-    cp.launch(w, pair, pair.nodes[0], clock, clock.sleep)
+    done = cp.launch(stubbed.aws, pair, pair.nodes[0], False, clock, clock.sleep)
 
     stubbed.assert_all_used()
     assert pair.nodes[0].instance["InstanceId"] == "i-0000000000000000a"
     assert clock.slept == [1.0, 2.0]
-    assert w.actions == ["launch node pg1 in subnet-0000000000000000a"]
+    assert [a.summary for a in done] == ["launch node pg1 in subnet-0000000000000000a"]
     launched = [c for c in stubbed.aws.calls if c.operation == "run_instances"][-1].params
     assert launched["IamInstanceProfile"] == {"Arn": "arn:aws:iam::123456789012:instance-profile/pg-node"}
     assert launched["SecurityGroupIds"] == [GROUP] and launched["SubnetId"] == SUBNET_A
@@ -176,7 +172,7 @@ def test_launch_gives_up_on_another_invalid_parameter_at_once(stubbed):
                                          "for InstanceType")
     clock = FakeClock()
     with pytest.raises(AwsCallError, match="InvalidParameterValue"):
-        cp.launch(cp.Writer(stubbed.aws, False), pair, pair.nodes[0], clock, clock.sleep)
+        cp.launch(stubbed.aws, pair, pair.nodes[0], False, clock, clock.sleep)
     assert clock.slept == []
 
 
@@ -200,20 +196,9 @@ class FailingOnce(AwsSession):
         return super().call(service, operation, resource, **params)
 
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    state = tmp_path_factory.mktemp("moto")
-    url = moto_server.start(state)
-    yield url
-    moto_server.stop(state)
-
 
 def settings(url: str) -> ConnectionSettings:
     return ConnectionSettings(region="us-east-1", endpoint_url=url, access_key="testing", secret_key="testing")
-
-
-def writes(aws: AwsSession) -> List[str]:
-    return [c.operation for c in aws.calls if not c.operation.startswith(("describe_", "get_"))]
 
 
 def test_a_run_that_fails_midway_is_finished_by_the_next(endpoint):
@@ -223,7 +208,7 @@ def test_a_run_that_fails_midway_is_finished_by_the_next(endpoint):
     name = "mid" + uuid.uuid4().hex[:6]
     wanted = spec(name=name, nodes=(cp.NodeSpec("n1", world["subnets"]["a"]), cp.NodeSpec("n2", world["subnets"]["b"])),
                   image_id=ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"],
-                  scenarios=("route_table",), route_table_ids=(world["route_tables"]["a"],))
+                  scenarios=("vip_route",), route_table_ids=(world["route_tables"]["a"],))
 
     first = FailingOnce(settings(endpoint), "run_instances", 2)
     pair = cp.resolve(first, wanted)
@@ -284,7 +269,7 @@ def test_a_rule_added_by_hand_is_removed_and_a_missing_one_restored(endpoint):
     fix = AwsSession(settings(endpoint))
     result = cp.converge(fix, cp.resolve(fix, dataclasses.replace(wanted)))
 
-    assert result.actions == ["allow tcp 5432 from self", "remove tcp 5432 from 0.0.0.0/0"]
+    assert result.as_dict()["actions"] == ["allow tcp 5432 from self", "remove tcp 5432 from 0.0.0.0/0"]
     sg = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
     assert {str(r) for r in cp.rules_of(sg)} == {str(r) for r in cp.wanted_rules(wanted)}
 
@@ -306,7 +291,7 @@ def test_a_group_with_the_old_pcsd_and_node_ssh_rules_loses_them(endpoint):
     fix = AwsSession(settings(endpoint))
     result = cp.converge(fix, cp.resolve(fix, wanted))
 
-    assert result.actions == ["remove tcp 22 from self; tcp 2224 from self"]
+    assert result.as_dict()["actions"] == ["remove tcp 22 from self; tcp 2224 from self"]
     sg = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
     assert sorted(str(r) for r in cp.rules_of(sg)) == ["tcp 22 from 10.99.0.0/16", "tcp 5432 from self",
                                                        "udp 5405 from self"]

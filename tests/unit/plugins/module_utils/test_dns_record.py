@@ -10,9 +10,10 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from ec2ha_testkit.calls import operations, writes
 from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError, AwsSession, InputError, VerifyError
-from fakeclock import FakeClock  # beside this file: pytest puts its folder on the path
+from ec2ha_testkit.clock import FakeClock
 
 ZONE_ID, PUBLIC_ID = "Z0PRIVATE00000000001", "Z0PUBLIC000000000002"
 ZONE = "corp.example."
@@ -76,14 +77,6 @@ def spec(**overrides: Any) -> dns_record.DnsSpec:
 
 def target(value: str = IP2, ttl: int = 60) -> dns_record.DnsTarget:
     return dns_record.DnsTarget(dns_record.Zone(ZONE_ID, ZONE, True), NAME, ttl, value, NODE2, "node-b")
-
-
-def operations(aws: AwsSession, planned: Optional[bool] = None) -> List[str]:
-    return [c.operation for c in aws.calls if planned is None or c.planned == planned]
-
-
-def writes(aws: AwsSession) -> List[str]:
-    return [c.operation for c in aws.calls if c.operation == "change_resource_record_sets"]
 
 
 def converge(stubbed: Any, clock: Optional[FakeClock] = None, check_mode: bool = False, **overrides: Any):

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 import botocore.awsrequest
 import pytest
 
+from ec2ha_testkit.calls import operations, writes
+from ec2ha_testkit.wire import EC2_NS, THROTTLED, RawBody
 from ansible_collections.ec2ha.cluster.plugins.module_utils import elastic_ip
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
@@ -19,7 +21,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     InputError,
     VerifyError,
 )
-from fakeclock import FakeClock  # beside this file: pytest puts its folder on the path
+from ec2ha_testkit.clock import FakeClock
 
 EIP, ALLOC = "203.0.113.25", "eipalloc-0123456789abcdef0"
 NODE1, ENI1, IP1 = "i-0000000000000000a", "eni-0000000000000000a", "10.0.1.10"
@@ -70,14 +72,6 @@ def spec(**overrides: Any) -> elastic_ip.EipSpec:
     values: Dict[str, Any] = {"node": NODE2, "public_ip": EIP}
     values.update(overrides)
     return elastic_ip.EipSpec(**values)
-
-
-def operations(aws: AwsSession, planned: Optional[bool] = None) -> List[str]:
-    return [c.operation for c in aws.calls if planned is None or c.planned == planned]
-
-
-def writes(aws: AwsSession) -> List[str]:
-    return [c.operation for c in aws.calls if c.operation == "associate_address"]
 
 
 def run(aws: AwsSession, request: elastic_ip.EipSpec, check_mode: bool = False) -> elastic_ip.ConvergeResult:
@@ -290,19 +284,6 @@ def test_monitor_raises_a_permanent_error(stubbed):
 
 # --- throttling through botocore's own retries ---------------------------------------------------
 
-class RawBody:
-    """Just enough of urllib3's response for botocore.awsrequest.AWSResponse."""
-
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_: Any):
-        yield self.body
-
-
-EC2_NS = 'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"'
-THROTTLED = (b"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded."
-             b"</Message></Error></Errors><RequestID>r1</RequestID></Response>")
 
 
 def addresses_xml(eni_id: str, private_ip: str) -> bytes:

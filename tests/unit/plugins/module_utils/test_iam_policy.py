@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import boto3
@@ -35,11 +33,8 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     api_name,
 )
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
-import moto_server  # noqa: E402
-import world as world_builder  # noqa: E402
+from ec2ha_testkit import moto_server
+from ec2ha_testkit import world as world_builder
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 EC2 = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
@@ -50,19 +45,19 @@ TAGGED = {"StringEquals": {"ec2:ResourceTag/ec2ha:cluster": "pg"}}
 
 FENCING = ["ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"]
 PER_SCENARIO = {
-    "route_table": ["ec2:CreateRoute", "ec2:DescribeNetworkInterfaces", "ec2:DescribeRouteTables",
+    "vip_route": ["ec2:CreateRoute", "ec2:DescribeNetworkInterfaces", "ec2:DescribeRouteTables",
                     "ec2:DescribeVpcs", "ec2:ModifyNetworkInterfaceAttribute", "ec2:ReplaceRoute"],
     "elastic_ip": ["ec2:AssociateAddress", "ec2:DescribeAddresses"],
-    "route53": ["route53:ChangeResourceRecordSets", "route53:GetChange", "route53:GetHostedZone",
+    "dns_record": ["route53:ChangeResourceRecordSets", "route53:GetChange", "route53:GetHostedZone",
                 "route53:ListHostedZonesByName", "route53:ListResourceRecordSets"],
 }
 
 
 def policy_for(scenarios: Any) -> Dict[str, Any]:
-    return iam_policy.node_policy("pg", REGION, ACCOUNT, scenarios, RTBS if "route_table" in scenarios else (),
+    return iam_policy.node_policy("pg", REGION, ACCOUNT, scenarios, RTBS if "vip_route" in scenarios else (),
                                   ALLOC if "elastic_ip" in scenarios else None,
-                                  ZONE if "route53" in scenarios else None,
-                                  RECORD if "route53" in scenarios else None)
+                                  ZONE if "dns_record" in scenarios else None,
+                                  RECORD if "dns_record" in scenarios else None)
 
 
 def statements(policy: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
@@ -122,7 +117,7 @@ def test_record_names_are_normalized_as_route53_matches_them(fqdn, wanted):
 
 
 def test_the_upsert_is_scoped_to_the_one_record_name():
-    policy = iam_policy.node_policy("pg", REGION, ACCOUNT, ["route53"], hosted_zone_id=ZONE,
+    policy = iam_policy.node_policy("pg", REGION, ACCOUNT, ["dns_record"], hosted_zone_id=ZONE,
                                     record_name="Primary.DB.internal.")
     condition = statements(policy)["UpsertRecord"]["Condition"]
     # ForAllValues: every name in the change batch must be this one (a batch naming another record is denied).
@@ -132,23 +127,30 @@ def test_the_upsert_is_scoped_to_the_one_record_name():
 
 
 def test_partition_follows_the_region():
-    policy = iam_policy.node_policy("pg", "cn-north-1", ACCOUNT, ["route53"], hosted_zone_id=ZONE,
+    policy = iam_policy.node_policy("pg", "cn-north-1", ACCOUNT, ["dns_record"], hosted_zone_id=ZONE,
                                     record_name=RECORD)
     resources = json.dumps(policy)
     assert "arn:aws-cn:ec2:cn-north-1:" in resources and "arn:aws-cn:route53:::hostedzone/" in resources
 
 
+def test_the_released_scenario_names_are_aliases_of_the_new_ones():
+    old = iam_policy.node_policy("pg", REGION, ACCOUNT, ["route_table", "elastic_ip", "route53"], RTBS, ALLOC, ZONE,
+                                 RECORD)
+    assert old == policy_for(iam_policy.SCENARIOS)
+    assert iam_policy.SCENARIOS == ("vip_route", "elastic_ip", "dns_record")
+
+
 def test_a_scenario_without_its_resource_is_refused():
     with pytest.raises(ValueError):
-        iam_policy.node_policy("pg", REGION, ACCOUNT, ["route_table"])
+        iam_policy.node_policy("pg", REGION, ACCOUNT, ["vip_route"])
     with pytest.raises(ValueError):
         iam_policy.node_policy("pg", REGION, ACCOUNT, ["nope"])
     with pytest.raises(ValueError, match="record_name"):
-        iam_policy.node_policy("pg", REGION, ACCOUNT, ["route53"], hosted_zone_id=ZONE)
+        iam_policy.node_policy("pg", REGION, ACCOUNT, ["dns_record"], hosted_zone_id=ZONE)
 
 
 def test_normalized_ignores_order_and_one_element_lists():
-    policy = policy_for(("route_table",))
+    policy = policy_for(("vip_route",))
     shuffled = json.loads(json.dumps(policy))
     shuffled["Statement"].reverse()
     shuffled["Statement"][0]["Action"] = list(reversed(shuffled["Statement"][0]["Action"]))

@@ -6,30 +6,18 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
+from ec2ha_testkit.calls import writes
 from ansible_collections.ec2ha.cluster.plugins.module_utils import endpoint_info, vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, ConnectionSettings, InputError
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
-import moto_server  # noqa: E402
-import world as world_builder  # noqa: E402
+from ec2ha_testkit import world as world_builder
 
-
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    state = tmp_path_factory.mktemp("moto-nodes")
-    url = moto_server.start(state)
-    yield url
-    moto_server.stop(state)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +41,6 @@ def world(endpoint: str) -> Dict[str, Any]:
 def session(url: str) -> AwsSession:
     return AwsSession(ConnectionSettings(region="us-east-1", endpoint_url=url, access_key="testing",
                                          secret_key="testing"))
-
-
-def writes(aws: AwsSession) -> List[str]:
-    return [c.operation for c in aws.calls if not c.operation.startswith(("describe_", "get_", "list_"))]
 
 
 def vip_routes(aws: AwsSession, world: Dict[str, Any]) -> Dict[str, Any]:

@@ -25,13 +25,8 @@ import pytest
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils import ocf_agent
 
-REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
-sys.path.insert(0, str(REPO))  # the lab's fault injection (lab/faults.py) on the tests' moto
-import moto_server  # noqa: E402
-import world as world_builder  # noqa: E402
-from lab import faults  # noqa: E402
+from ec2ha_testkit import world as world_builder
+from lab.emulator import faults  # the lab's fault injection on the tests' moto
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                                 reason="needs root and iproute2 for the test's network namespace")
@@ -63,13 +58,6 @@ class ImdsHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    state = tmp_path_factory.mktemp("moto")
-    url = moto_server.start(state)
-    yield url
-    moto_server.stop(state)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError
 from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Deadline, retry_transient
-from fakeclock import FakeClock  # beside this file: pytest puts its folder on the path
+from ec2ha_testkit.clock import FakeClock
 
 
 def throttled(code: str = "RequestLimitExceeded", transient: bool = True) -> AwsCallError:

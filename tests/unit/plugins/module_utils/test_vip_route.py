@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 import botocore.awsrequest
 import pytest
 
+from ec2ha_testkit.calls import operations, writes
+from ec2ha_testkit.wire import EC2_NS, THROTTLED, RawBody
 from ansible_collections.ec2ha.cluster.plugins.module_utils import vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
@@ -72,14 +74,6 @@ def queue_write(stub: Any, operation: str, rtb: str) -> None:
 
 def on_target(rtbs: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     return [table(rtb, route(ENI2)) for rtb in rtbs or RTBS]
-
-
-def operations(aws: AwsSession, planned: Optional[bool] = None) -> List[str]:
-    return [c.operation for c in aws.calls if planned is None or c.planned == planned]
-
-
-def writes(aws: AwsSession) -> List[str]:
-    return [c.operation for c in aws.calls if c.operation in WRITES and not c.planned]
 
 
 # --- plan / converge ------------------------------------------------------------------------------
@@ -294,19 +288,6 @@ def test_monitor_reports_wrong_with_details(stubbed):
     assert "no route" in status.details[1]
 
 
-class RawBody:
-    """Just enough of urllib3's response for botocore.awsrequest.AWSResponse."""
-
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_: Any):
-        yield self.body
-
-
-EC2_NS = 'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"'
-THROTTLED = (b"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded."
-             b"</Message></Error></Errors><RequestID>r1</RequestID></Response>")
 TABLES_XML = (f"<DescribeRouteTablesResponse {EC2_NS}><requestId>r2</requestId><routeTableSet><item>"
               f"<routeTableId>{RTBS[0]}</routeTableId><vpcId>{VPC}</vpcId><routeSet><item>"
               f"<destinationCidrBlock>{DEST}</destinationCidrBlock><networkInterfaceId>{ENI2}</networkInterfaceId>"
