@@ -5,8 +5,9 @@
 
 Templates are rendered by ansible-core's own Templar (the same filters and
 tests a play uses) from the role defaults plus per-test values; the results
-are then judged by the real tools: corosync -t, cibadmin / crm_verify /
-crm_diff on an offline CIB file, drbdadm, and postgres itself.
+are then judged by the real tools: corosync -t, the cib_objects module's
+Pacemaker layer with crm_verify / crm_diff / cibadmin on an offline CIB file,
+drbdadm, and postgres itself.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.cib import push
+from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import Runner
+from ansible_collections.ec2ha.cluster.plugins.modules.cib_objects import ARGUMENT_SPEC, desired_state
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
 HOSTS = ["alpha", "bravo"]
@@ -105,13 +109,18 @@ class Inventory:
         templar = Templar(loader=DataLoader(), variables=v)
         return templar.template(trust_as_template(source), escape_backslashes=False)
 
-    def evaluate(self, host: str, expression: Any) -> Any:
-        return Templar(loader=DataLoader(), variables=self.variables(host)).template(_trusted(expression))
+    def evaluate(self, host: str, expression: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        variables = self.variables(host)
+        variables.update(extra or {})
+        return Templar(loader=DataLoader(), variables=variables).template(_trusted(expression))
+
+    def cib_args(self, host: str, role: str, task_file: str) -> List[Dict[str, Any]]:
+        return cib_args(self, host, role, task_file)
 
 
 class OfflineCib:
-    """A CIB file with the two nodes declared, driven like the role drives the
-    live one: cib_lib.sh + a staging script with CIB_file pointing at a copy."""
+    """A CIB file with the two nodes declared, changed like the roles change the live one: the
+    cib_objects module's own code (Pacemaker layer) with CIB_file pointing at it."""
 
     def __init__(self, workdir: Path, node_names: List[str]) -> None:
         self.dir = workdir
@@ -124,42 +133,69 @@ class OfflineCib:
         self.live.write_text(blank.replace("<cib ", '<cib have-quorum="1" ', 1)
                              .replace("<nodes/>", f"<nodes>{nodes}</nodes>")
                              .replace("<status/>", f"<status>{states}</status>"))
-        shutil.copy(ROLES / "heartbeat" / "files" / "cib_lib.sh", workdir / "cib_lib.sh")
 
-    def stage(self, script: str, target: Path) -> subprocess.CompletedProcess:
-        """Run a staging script exactly as tasks/cib_push.yml does."""
-        (self.dir / "stage.sh").write_text(script)
-        env = dict(os.environ, CIB_file=str(target))
-        return subprocess.run(["sh", "-ec", ". ./cib_lib.sh; . ./stage.sh"], cwd=self.dir, env=env,
-                              capture_output=True, text=True, check=False)
+    def push(self, *module_args: Mapping[str, Any], check_mode: bool = False) -> str:
+        """One cib_objects run per argument set, in order, as the roles run them.
+        Returns 'patched' when any run changed the CIB, else 'unchanged'."""
+        runner = Runner(timeout=60, cib_file=str(self.live))
+        changed = False
+        for args in module_args:
+            params = {name: option.get("default") for name, option in ARGUMENT_SPEC.items()}
+            params.update(args)
+            changed |= push(runner, desired_state(params), check_mode).changed
+        return "patched" if changed else "unchanged"
 
-    def copy_of_live(self, name: str = "new.xml") -> Path:
-        target = self.dir / name
-        shutil.copy(self.live, target)
-        return target
 
-    def push(self, *scripts: str) -> str:
-        """Stage into a copy, verify, diff, patch the 'live' file when they differ.
-        Returns 'unchanged' or 'patched' — what the role would report."""
-        new = self.copy_of_live()
-        for script in scripts:
-            staged = self.stage(script, new)
-            assert staged.returncode == 0, staged.stderr
-        verify = subprocess.run(["crm_verify", "--xml-file", str(new)], capture_output=True, text=True, check=False)
-        assert verify.returncode == 0, verify.stdout + verify.stderr
-        same = subprocess.run(["crm_diff", "--no-version", "--original", str(self.live), "--new", str(new)],
-                              capture_output=True, text=True, check=False)
-        assert same.returncode in (0, 1), same.stderr
-        if same.returncode == 0:
-            return "unchanged"
-        patch = subprocess.run(["crm_diff", "--original", str(self.live), "--new", str(new)],
-                               capture_output=True, text=True, check=False)
-        assert patch.returncode == 1, patch.stderr
-        (self.dir / "patch.xml").write_text(patch.stdout)
-        applied = subprocess.run(["cibadmin", "--patch", "--xml-file", str(self.dir / "patch.xml")],
-                                 env=dict(os.environ, CIB_file=str(self.live)), capture_output=True, text=True, check=False)
-        assert applied.returncode == 0, applied.stderr
-        return "patched"
+def _tasks(tasks: Sequence[Mapping[str, Any]]):
+    """Every task of a task list, blocks flattened, each with the conditions and vars of its blocks."""
+    for task in tasks:
+        if "block" in task:
+            for inner, when, block_vars in _tasks(task["block"]):
+                yield inner, _conditions(task) + when, {**task.get("vars", {}), **block_vars}
+        else:
+            yield task, _conditions(task), {}
+
+
+def _conditions(task: Mapping[str, Any]) -> List[str]:
+    when = task.get("when", [])
+    return when if isinstance(when, list) else [when]
+
+
+def _template_lookups(inv: "Inventory", host: str, role: str, local: Mapping[str, Any]) -> Dict[str, Any]:
+    """lookup/query of ansible.builtin.template on the role's templates (a play's template lookup
+    needs the collection loader, which a unit test does not install): they shadow Jinja's globals."""
+    def query(plugin: str, *terms: str, template_vars: Mapping[str, Any] | None = None) -> List[str]:
+        assert plugin in ("ansible.builtin.template", "template"), plugin
+        return [inv.render(host, role, term, {**local, **(template_vars or {})}) for term in terms]
+
+    return {"query": query, "lookup": lambda plugin, *terms, **kw: ",".join(query(plugin, *terms, **kw))}
+
+
+def cib_args(inv: "Inventory", host: str, role: str, task_file: str) -> List[Dict[str, Any]]:
+    """The arguments a role's task file gives ec2ha.cluster.cib_objects on ``host``: its set_fact
+    tasks (loops too) and its cib_objects tasks evaluated in order, with their vars and conditions,
+    templates looked up in the role. Everything else in the file is passed over."""
+    tasks = yaml.safe_load((ROLES / role / "tasks" / task_file).read_text())
+    facts: Dict[str, Any] = {}
+    found = []
+    for task, when, block_vars in _tasks(tasks):
+        if not {"ansible.builtin.set_fact", "ec2ha.cluster.cib_objects"} & set(task):
+            continue
+        local = {**facts, **_trusted(block_vars), **_trusted(task.get("vars", {}))}
+        local.update(_template_lookups(inv, host, role, local))
+        if not all(inv.evaluate(host, "{{ " + str(c) + " }}", local) for c in when):
+            continue
+        if "ansible.builtin.set_fact" in task:
+            items = inv.evaluate(host, task["loop"], local) if "loop" in task else [None]
+            for item in items:
+                for name, expression in task["ansible.builtin.set_fact"].items():
+                    facts[name] = inv.evaluate(host, expression, {**local, **facts, "item": item})
+        elif "ec2ha.cluster.cib_objects" in task:
+            args = inv.evaluate(host, task["ec2ha.cluster.cib_objects"], local)
+            found.append({k: v for k, v in args.items() if k in ("objects", "secret_objects", "absent", "properties",
+                                                                 "node_attribute_defaults")})
+    assert found, f"no ec2ha.cluster.cib_objects task in roles/{role}/tasks/{task_file}"
+    return found
 
 
 @dataclass

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ec2ha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""heartbeat: corosync.conf accepted by corosync -t; the CIB it stages passes
-crm_verify, holds the fence_aws device, and a second push changes nothing."""
+"""heartbeat: corosync.conf accepted by corosync -t; the CIB objects it gives cib_objects pass
+crm_verify, hold the fence_aws device (a secret key as a secret object), and a second push changes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from roletools import require, set_fact_expr
+from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import PacemakerError
+from roletools import require
 
 
 def _corosync_test(conf: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -54,15 +55,15 @@ def test_corosync_test_rejects_a_broken_rendering(inventory_factory, authkey, tm
     assert _corosync_test(conf, tmp_path).returncode != 0
 
 
-def _stage_script(inv) -> str:
-    host_map = inv.evaluate("alpha", set_fact_expr("heartbeat", "cib.yml", "__heartbeat_host_map"))
-    return inv.render("alpha", "heartbeat", "cib_stage.sh.j2", {"__heartbeat_host_map": host_map})
+def _cib(inv) -> list:
+    """What tasks/cib.yml gives ec2ha.cluster.cib_objects."""
+    return inv.cib_args("alpha", "heartbeat", "cib.yml")
 
 
 def test_cib_holds_fence_aws_and_passes_crm_verify(inventory_factory, offline_cib):
     inv = inventory_factory()
     cib = offline_cib(["alpha", "bravo"])
-    assert cib.push(_stage_script(inv)) == "patched"
+    assert cib.push(*_cib(inv)) == "patched"
     root = ET.parse(cib.live).getroot()
     fence = root.find(".//resources/primitive[@id='fence-aws']")
     assert fence is not None and fence.get("class") == "stonith" and fence.get("type") == "fence_aws"
@@ -81,29 +82,45 @@ def test_cib_holds_fence_aws_and_passes_crm_verify(inventory_factory, offline_ci
 
 def test_second_push_changes_nothing_and_a_change_is_patched(inventory_factory, offline_cib):
     cib = offline_cib(["alpha", "bravo"])
-    assert cib.push(_stage_script(inventory_factory())) == "patched"
-    assert cib.push(_stage_script(inventory_factory())) == "unchanged"
+    assert cib.push(*_cib(inventory_factory())) == "patched"
+    assert cib.push(*_cib(inventory_factory())) == "unchanged"
     faster = inventory_factory({"heartbeat_fence_delay_max": 2})
-    assert cib.push(_stage_script(faster)) == "patched"
+    assert cib.push(*_cib(faster)) == "patched"
     root = ET.parse(cib.live).getroot()
     delay = root.find(".//primitive[@id='fence-aws']//nvpair[@name='pcmk_delay_max']")
     assert delay.get("value") == "2s"
     # Replaced in place: still one fence device, not a second copy.
     assert len(root.findall(".//primitive[@id='fence-aws']")) == 1
-    assert cib.push(_stage_script(faster)) == "unchanged"
+    assert cib.push(*_cib(faster)) == "unchanged"
+
+
+def test_a_secret_key_travels_as_a_secret_object(inventory_factory, offline_cib):
+    keyed = inventory_factory({"heartbeat_fence_access_key": "AKIAEXAMPLE", "heartbeat_fence_secret_key": "s3cr3t"})
+    (args,) = _cib(keyed)
+    assert not [o for o in args["objects"] if "fence_aws" in str(o)]
+    assert len(args["secret_objects"]) == 1 and 'value="s3cr3t"' in args["secret_objects"][0]
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(args) == "patched"
+    params = {nv.get("name"): nv.get("value") for nv in ET.parse(cib.live).getroot().iterfind(
+        ".//primitive[@id='fence-aws']//nvpair")}
+    assert (params["access_key"], params["secret_key"]) == ("AKIAEXAMPLE", "s3cr3t")
+    (plain,) = _cib(inventory_factory())
+    assert plain["secret_objects"] == [] and any("fence_aws" in str(o) for o in plain["objects"])
 
 
 def test_crm_verify_rejects_stonith_without_a_device(inventory_factory, offline_cib):
     # The verification step can fail: stonith-enabled=true and no fence device.
     cib = offline_cib(["alpha", "bravo"])
-    script = _stage_script(inventory_factory()).split("cib_put resources")[0]
-    new = cib.copy_of_live()
-    assert cib.stage(script, new).returncode == 0
-    verify = subprocess.run(["crm_verify", "-V", "--xml-file", str(new)], capture_output=True, text=True, check=False)
-    assert verify.returncode != 0
-    # What tasks/cib_push.yml keys its failure on, and why.
-    assert "Errors found" in verify.stderr
-    assert "no STONITH resources have been defined" in verify.stderr
+    (args,) = _cib(inventory_factory())
+    without_device = {**args, "objects": [], "secret_objects": []}
+    before = cib.live.read_text()
+    with pytest.raises(PacemakerError, match="crm_verify refused the staged CIB") as refused:
+        cib.push(without_device)
+    assert cib.live.read_text() == before
+    # What the layer keys its failure on (crm_verify says "Errors found"), and why.
+    assert any("no STONITH resources have been defined" in m for m in refused.value.messages)
+    # A preview (check mode) reports it instead: the device may come from an earlier role's task.
+    assert cib.push(without_device, check_mode=True) == "patched"
 
 
 def _assertion(task_name: str):

@@ -10,10 +10,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
-from roletools import ROLES, defaults, set_fact_expr
+from roletools import ROLES, defaults
 
-ENDPOINTS = {"recovery_kit_vip": "192.168.100.10", "recovery_kit_eip_public_ip": "203.0.113.25",
-             "recovery_kit_dns_zone": "db.internal", "recovery_kit_dns_record": "primary",
+ENDPOINTS = {"recovery_kit_vip_route_vip": "192.168.100.10", "recovery_kit_elastic_ip_public_ip": "203.0.113.25",
+             "recovery_kit_dns_record_zone": "db.internal", "recovery_kit_dns_record_name": "primary",
              "recovery_kit_endpoint_url": "https://ec2.us-east-1.amazonaws.com"}
 
 
@@ -27,10 +27,8 @@ def _kit(**values) -> dict:
 def _scripts(inventory_factory, **values) -> list:
     # The kit's defaults go in as inventory settings, so their own templates are rendered as in a play.
     inv = inventory_factory(_kit(**values))
-    host_map = inv.evaluate("alpha", set_fact_expr("heartbeat", "cib.yml", "__heartbeat_host_map"))
-    return [inv.render("alpha", "heartbeat", "cib_stage.sh.j2", {"__heartbeat_host_map": host_map}),
-            inv.render("alpha", "replication", "cib_stage.sh.j2"),
-            inv.render("alpha", "recovery_kit", "cib_stage.sh.j2")]
+    return (inv.cib_args("alpha", "heartbeat", "cib.yml") + inv.cib_args("alpha", "replication", "cib.yml")
+            + inv.cib_args("alpha", "recovery_kit", "main.yml"))
 
 
 def _nvpairs(element) -> dict:
@@ -41,7 +39,7 @@ def test_each_endpoint_follows_the_promoted_postgresql(inventory_factory, offlin
     cib = offline_cib(["alpha", "bravo"])
     assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
     root = ET.parse(cib.live).getroot()
-    kinds = {"ec2ha-vip": "vip_route", "ec2ha-eip": "elastic_ip", "ec2ha-dns": "dns_record"}
+    kinds = {"ec2ha-vip-route": "vip_route", "ec2ha-elastic-ip": "elastic_ip", "ec2ha-dns-record": "dns_record"}
     for rid, kind in kinds.items():
         primitive = root.find(f".//resources/primitive[@id='{rid}']")
         assert (primitive.get("class"), primitive.get("provider"), primitive.get("type")) == ("ocf", "ec2ha", kind)
@@ -52,8 +50,8 @@ def test_each_endpoint_follows_the_promoted_postgresql(inventory_factory, offlin
         assert (after.get("first-action"), after.get("then-action")) == ("promote", "start")
         before = root.find(f".//constraints/rsc_order[@id='{rid}-before-demote']")
         assert (before.get("first"), before.get("then-action")) == (rid, "demote")
-    assert _nvpairs(root.find(".//primitive[@id='ec2ha-vip']"))["vip"] == "192.168.100.10"
-    assert _nvpairs(root.find(".//primitive[@id='ec2ha-dns']"))["record"] == "primary"
+    assert _nvpairs(root.find(".//primitive[@id='ec2ha-vip-route']"))["vip"] == "192.168.100.10"
+    assert _nvpairs(root.find(".//primitive[@id='ec2ha-dns-record']"))["record"] == "primary"
     # Idempotent: the same push again changes nothing.
     assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "unchanged"
 
@@ -61,12 +59,12 @@ def test_each_endpoint_follows_the_promoted_postgresql(inventory_factory, offlin
 def test_an_endpoint_no_longer_wanted_leaves_with_its_constraints(inventory_factory, offline_cib):
     cib = offline_cib(["alpha", "bravo"])
     assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
-    fewer = {**ENDPOINTS, "recovery_kit_eip_public_ip": ""}
+    fewer = {**ENDPOINTS, "recovery_kit_elastic_ip_public_ip": ""}
     assert cib.push(*_scripts(inventory_factory, **fewer)) == "patched"
     root = ET.parse(cib.live).getroot()
-    assert root.find(".//primitive[@id='ec2ha-eip']") is None
-    assert not [c for c in root.find(".//constraints") if c.get("id", "").startswith("ec2ha-eip")]
-    assert root.find(".//primitive[@id='ec2ha-vip']") is not None
+    assert root.find(".//primitive[@id='ec2ha-elastic-ip']") is None
+    assert not [c for c in root.find(".//constraints") if c.get("id", "").startswith("ec2ha-elastic-ip")]
+    assert root.find(".//primitive[@id='ec2ha-vip-route']") is not None
 
 
 def test_agent_shim_runs_the_collection_code(tmp_path: Path) -> None:
@@ -76,8 +74,9 @@ def test_agent_shim_runs_the_collection_code(tmp_path: Path) -> None:
     code.mkdir(parents=True)
     for name in kit["__recovery_kit_code"]:
         (code / name).write_bytes((ROLES.parent / "plugins" / "module_utils" / name).read_bytes())
-    shim = (ROLES / "recovery_kit" / "templates" / "agent.j2").read_text()
-    shim = shim.replace("{{ recovery_kit_python_dir }}", str(tmp_path / "python")).replace("{{ item }}", "vip_route")
+    shim = (ROLES / "recovery_kit" / "templates" / "program.j2").read_text()
+    shim = shim.replace("{{ recovery_kit_python_dir }}", str(tmp_path / "python")).replace("{{ item.name }}", "vip_route")
+    shim = shim.replace("{{ item.module }}", "ocf_agent")
     shim = shim.replace("{{ ansible_managed | default('Ansible managed') }}", "test")
     # A clean interpreter with only the installed copy on its path: no checkout, no Ansible needed.
     shim = shim.replace("/usr/bin/python3 -c", f"{sys.executable} -I -c")
@@ -96,11 +95,48 @@ def test_each_endpoint_forgets_its_failures_after_the_failure_timeout(inventory_
     cib = offline_cib(["alpha", "bravo"])
     assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
     root = ET.parse(cib.live).getroot()
-    for rid in ("ec2ha-vip", "ec2ha-eip", "ec2ha-dns"):
+    for rid in ("ec2ha-vip-route", "ec2ha-elastic-ip", "ec2ha-dns-record"):
         meta = root.find(f".//primitive[@id='{rid}']/meta_attributes")
         assert meta is not None, f"{rid} has no meta_attributes"
         assert _nvpairs(meta) == {"failure-timeout": "60s", "migration-threshold": "3"}
     tuned = {**ENDPOINTS, "recovery_kit_failure_timeout": "2min", "recovery_kit_migration_threshold": 5}
     assert cib.push(*_scripts(inventory_factory, **tuned)) == "patched"
-    meta = ET.parse(cib.live).getroot().find(".//primitive[@id='ec2ha-dns']/meta_attributes")
+    meta = ET.parse(cib.live).getroot().find(".//primitive[@id='ec2ha-dns-record']/meta_attributes")
     assert _nvpairs(meta) == {"failure-timeout": "2min", "migration-threshold": "5"}
+
+
+def test_the_deprecated_1_0_names_still_define_the_endpoints(inventory_factory, offline_cib):
+    cib = offline_cib(["alpha", "bravo"])
+    old = {"recovery_kit_vip": "192.168.100.10", "recovery_kit_eip_public_ip": "203.0.113.25",
+           "recovery_kit_dns_zone": "db.internal", "recovery_kit_dns_record": "primary", "recovery_kit_dns_ttl": 45}
+    assert cib.push(*_scripts(inventory_factory, **old)) == "patched"
+    root = ET.parse(cib.live).getroot()
+    assert _nvpairs(root.find(".//primitive[@id='ec2ha-vip-route']"))["vip"] == "192.168.100.10"
+    assert _nvpairs(root.find(".//primitive[@id='ec2ha-elastic-ip']"))["public_ip"] == "203.0.113.25"
+    dns = _nvpairs(root.find(".//primitive[@id='ec2ha-dns-record']"))
+    assert (dns["zone"], dns["record"], dns["ttl"]) == ("db.internal", "primary", "45")
+    # The same cluster, now configured with the new names: nothing to change.
+    renamed = {"recovery_kit_vip_route_vip": "192.168.100.10", "recovery_kit_elastic_ip_public_ip": "203.0.113.25",
+               "recovery_kit_dns_record_zone": "db.internal", "recovery_kit_dns_record_name": "primary",
+               "recovery_kit_dns_record_ttl": 45}
+    assert cib.push(*_scripts(inventory_factory, **renamed)) == "unchanged"
+
+
+def test_a_1_0_cluster_loses_its_old_endpoint_ids_in_the_same_patch(inventory_factory, offline_cib):
+    """1.0.0 named the primitives ec2ha-vip / ec2ha-eip / ec2ha-dns: the next run replaces them."""
+    cib = offline_cib(["alpha", "bravo"])
+    assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
+    env = {"CIB_file": str(cib.live), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    for rid, kind in (("ec2ha-vip", "vip_route"), ("ec2ha-eip", "elastic_ip"), ("ec2ha-dns", "dns_record")):
+        subprocess.run(["cibadmin", "--create", "--scope", "resources", "--xml-text",
+                        f'<primitive id="{rid}" class="ocf" provider="ec2ha" type="{kind}"/>'],
+                       env=env, check=True, capture_output=True)
+        subprocess.run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                        f'<rsc_colocation id="{rid}-with-promoted" rsc="{rid}" with-rsc="pgsqld-clone" '
+                        'with-rsc-role="Promoted" score="INFINITY"/>'], env=env, check=True, capture_output=True)
+    assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
+    root = ET.parse(cib.live).getroot()
+    for rid in ("ec2ha-vip", "ec2ha-eip", "ec2ha-dns"):
+        assert root.find(f".//primitive[@id='{rid}']") is None
+        assert root.find(f".//rsc_colocation[@id='{rid}-with-promoted']") is None
+    assert root.find(".//primitive[@id='ec2ha-vip-route']") is not None

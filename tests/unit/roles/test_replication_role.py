@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from roletools import require, run_role_tasks, set_fact_expr
+from roletools import require, run_role_tasks
 
 
-def _heartbeat_script(inv) -> str:
-    host_map = inv.evaluate("alpha", set_fact_expr("heartbeat", "cib.yml", "__heartbeat_host_map"))
-    return inv.render("alpha", "heartbeat", "cib_stage.sh.j2", {"__heartbeat_host_map": host_map})
+def _cib(inv) -> list:
+    """What heartbeat's and replication's tasks/cib.yml give ec2ha.cluster.cib_objects, in play order."""
+    return inv.cib_args("alpha", "heartbeat", "cib.yml") + inv.cib_args("alpha", "replication", "cib.yml")
 
 
 def _nvpairs(element) -> dict:
@@ -34,7 +34,7 @@ def _nvpairs(element) -> dict:
 def test_promotable_clone_guard_and_rule_pass_crm_verify(inventory_factory, offline_cib):
     inv = inventory_factory()
     cib = offline_cib(["alpha", "bravo"])
-    assert cib.push(_heartbeat_script(inv), inv.render("alpha", "replication", "cib_stage.sh.j2")) == "patched"
+    assert cib.push(*_cib(inv)) == "patched"
     root = ET.parse(cib.live).getroot()
 
     clone = root.find(".//resources/clone[@id='pgsqld-clone']")
@@ -51,7 +51,10 @@ def test_promotable_clone_guard_and_rule_pass_crm_verify(inventory_factory, offl
 
     guard = root.find(".//resources/primitive[@id='pgsql-sync-guard']")
     assert guard.get("type") == "anything"
-    assert "--mode sync --nodes alpha,bravo" in _nvpairs(guard)["cmdline_options"]
+    # The guard runs with the role's settings file: sync mode, both nodes.
+    assert _nvpairs(guard)["cmdline_options"] == "--settings /etc/ec2ha/pgsql-sync-guard.json"
+    settings = inv.evaluate("alpha", "{{ __replication_guard_settings }}")
+    assert settings["mode"] == "sync" and settings["nodes"] == ["alpha", "bravo"]
     colocation = root.find(".//constraints/rsc_colocation[@id='pgsql-sync-guard-with-promoted']")
     assert colocation.get("with-rsc-role") == "Promoted" and colocation.get("score") == "INFINITY"
 
@@ -69,27 +72,28 @@ def test_promotable_clone_guard_and_rule_pass_crm_verify(inventory_factory, offl
 def test_second_push_is_a_no_op_and_keeps_the_guard_s_attribute(inventory_factory, offline_cib):
     inv = inventory_factory()
     cib = offline_cib(["alpha", "bravo"])
-    script = inv.render("alpha", "replication", "cib_stage.sh.j2")
-    assert cib.push(_heartbeat_script(inv), script) == "patched"
-    assert cib.push(_heartbeat_script(inv), script) == "unchanged"
+    assert cib.push(*_cib(inv)) == "patched"
+    assert cib.push(*_cib(inv)) == "unchanged"
     # The guard has since decided alpha is not promotable: a rerun must not undo it.
     subprocess.run(["crm_attribute", "--node", "alpha", "--name", "ec2ha-pgsql-sync", "--lifetime", "forever",
                     "--update", "0"], env={"CIB_file": str(cib.live), "PATH": "/usr/sbin:/usr/bin"}, check=True,
                    capture_output=True)
-    assert cib.push(_heartbeat_script(inv), script) == "unchanged"
+    assert cib.push(*_cib(inv)) == "unchanged"
 
 
 def test_async_mode_drops_the_promotion_rule(inventory_factory, offline_cib):
     cib = offline_cib(["alpha", "bravo"])
     sync = inventory_factory()
-    assert cib.push(_heartbeat_script(sync), sync.render("alpha", "replication", "cib_stage.sh.j2")) == "patched"
+    assert cib.push(*_cib(sync)) == "patched"
     asynchronous = inventory_factory({"replication_mode": "async"})
-    script = asynchronous.render("alpha", "replication", "cib_stage.sh.j2")
-    assert cib.push(_heartbeat_script(asynchronous), script) == "patched"
+    assert cib.push(*_cib(asynchronous)) == "patched"
     root = ET.parse(cib.live).getroot()
     assert root.find(".//rsc_location[@id='pgsqld-clone-promote-only-in-sync']") is None
-    assert "--mode async" in _nvpairs(root.find(".//primitive[@id='pgsql-sync-guard']"))["cmdline_options"]
-    assert cib.push(_heartbeat_script(asynchronous), script) == "unchanged"
+    # The guard runs with the role's settings file, which says async.
+    guard = _nvpairs(root.find(".//primitive[@id='pgsql-sync-guard']"))
+    assert guard["cmdline_options"] == "--settings /etc/ec2ha/pgsql-sync-guard.json"
+    assert asynchronous.evaluate("alpha", "{{ __replication_guard_settings }}")["mode"] == "async"
+    assert cib.push(*_cib(asynchronous)) == "unchanged"
 
 
 def _drbd(inv, tmp_path, name="r0.res"):
@@ -310,13 +314,17 @@ def test_clone_priority_makes_the_primary_win_fence_races_and_the_guard_is_watch
     # instance (priority + 1) waits: in a partition the primary shoots first.
     inv = inventory_factory()
     cib = offline_cib(["alpha", "bravo"])
-    assert cib.push(_heartbeat_script(inv), inv.render("alpha", "replication", "cib_stage.sh.j2")) == "patched"
+    assert cib.push(*_cib(inv)) == "patched"
     root = ET.parse(cib.live).getroot()
     assert _nvpairs(root.find(".//resources/clone[@id='pgsqld-clone']/meta_attributes"))["priority"] == "1"
     guard = _nvpairs(root.find(".//resources/primitive[@id='pgsql-sync-guard']/instance_attributes"))
-    # The monitor hook runs the very same command line with --check: a guard that stopped deciding fails.
-    assert guard["monitor_hook"] == f"/usr/bin/python3 {guard['cmdline_options']} --check"
-    assert "--pass-file /run/pgsql-sync-guard.pass --pid-file /run/pgsql-sync-guard.pid --stale-after 30" in guard["cmdline_options"]
+    # The monitor hook runs the very same program and settings with --check: a guard that stopped deciding fails.
+    assert guard["binfile"] == "/usr/local/sbin/ec2ha-pgsql-sync-guard"
+    assert guard["monitor_hook"] == f"/usr/local/sbin/ec2ha-pgsql-sync-guard {guard['cmdline_options']} --check"
+    settings = inv.evaluate("alpha", "{{ __replication_guard_settings }}")
+    assert (settings["pass_file"], settings["pid_file"], int(settings["stale_after"])) == (
+        "/run/pgsql-sync-guard.pass", "/run/pgsql-sync-guard.pid", 30)
+    assert settings["self_name"] == "alpha" and settings["nodes"] == ["alpha", "bravo"]
     assert _nvpairs(root.find(".//resources/primitive[@id='pgsql-sync-guard']/meta_attributes"))["failure-timeout"] == "60s"
     # A guard that cannot run never moves the primary.
     assert root.find(".//constraints/rsc_colocation[@id='pgsql-sync-guard-with-promoted']").get("influence") == "false"
