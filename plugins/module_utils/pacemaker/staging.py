@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import PacemakerError
 
@@ -58,16 +58,14 @@ class CibObject:
         return self.element.get("id", "")
 
 
-@dataclasses.dataclass(frozen=True)
-class Absent:
+class Absent(NamedTuple):
     """An object that must not be in the CIB."""
 
     tag: str
     id: str
 
 
-@dataclasses.dataclass(frozen=True)
-class NodeAttributeDefault:
+class NodeAttributeDefault(NamedTuple):
     """A permanent node attribute set only while the node has none of that name."""
 
     node: str
