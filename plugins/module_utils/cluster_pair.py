@@ -58,15 +58,8 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.pair_security_group 
     rules_of,
     wanted_rules,
 )
-from ansible_collections.ec2ha.cluster.plugins.module_utils.pair_spec import (
-    NEW,
-    POLICY_NAME,
-    NodeSpec,
-    NodeState,
-    Pair,
-    PairSpec,
-    owned_elsewhere,
-)
+from ansible_collections.ec2ha.cluster.plugins.module_utils.pair_spec import (NEW, POLICY_NAME, NodeSpec, NodeState,
+                                                                              Pair, PairSpec, owned_elsewhere)
 from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, apply
 
 # What callers (the module, the tests) reach through this file.

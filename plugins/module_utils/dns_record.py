@@ -22,7 +22,6 @@ deadline) control the wait; nothing here sleeps a fixed time.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import re
 import time
@@ -35,7 +34,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     InputError,
     VerifyError,
 )
-from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
+from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node, require_ipv4
 from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import ZONE_ID, ZONE_NOT_FOUND
 from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, apply, backoff, monitor_reading
 
@@ -77,10 +76,7 @@ class DnsSpec:
         if self.address not in ADDRESS_KINDS:
             raise InputError(f"address '{self.address}' is not one of private, public.")
         if self.value:
-            try:
-                ipaddress.IPv4Address(self.value)
-            except ValueError:
-                raise InputError(f"value '{self.value}' is not an IPv4 address.") from None
+            require_ipv4("value", self.value)
         if not 0 <= int(self.ttl) <= 2147483647:
             raise InputError(f"ttl {self.ttl} must be between 0 and 2147483647 seconds.")
         seconds = float(self.wait_timeout)

@@ -17,7 +17,6 @@ keep exact right after a re-association; the instance's and ENI's association vi
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -27,7 +26,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     InputError,
     VerifyError,
 )
-from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
+from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node, require_ipv4
 from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import ADDRESS_NOT_FOUND, ALLOCATION_ID
 from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import (
     Action,
@@ -56,11 +55,11 @@ class EipSpec:
         if bool(self.public_ip) == bool(self.allocation_id):
             raise InputError("Give exactly one of public_ip and allocation_id to name the Elastic IP.")
         if self.public_ip:
-            _require_ipv4("public_ip", self.public_ip)
+            require_ipv4("public_ip", self.public_ip)
         if self.allocation_id and not ALLOCATION_ID.match(self.allocation_id):
             raise InputError(f"allocation_id '{self.allocation_id}' is not an allocation id (eipalloc-...).")
         if self.private_ip:
-            _require_ipv4("private_ip", self.private_ip)
+            require_ipv4("private_ip", self.private_ip)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,10 +255,3 @@ def monitor(aws: AwsSession, target: EipTarget) -> Status:
     # A released EIP reads as InputError: wrong, not an agent failure.
     return monitor_reading(lambda: read_address(aws, allocation_id=target.allocation_id),
                            lambda address: classify(address, target))
-
-
-def _require_ipv4(option: str, value: str) -> None:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise InputError(f"{option} '{value}' is not an IPv4 address.") from None

@@ -18,7 +18,6 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import CLUSTER_T
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import Node, describe_tagged, find_node
 
 
-
 @dataclasses.dataclass
 class Endpoints:
     """What to look at; every part is optional."""

@@ -9,6 +9,7 @@ Pure boto3 through :class:`AwsSession`; shared by every scenario core.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import Any, Dict, List, Optional, Union
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, InputError, tag_value
@@ -60,6 +61,14 @@ class Node:
             if text == iface.eni_id or (text.isdigit() and int(text) == iface.device_index):
                 return iface
         raise InputError(f"Node {self.label} has no network interface '{text}' (an ENI id or device index).")
+
+
+def require_ipv4(what: str, value: str) -> None:
+    """InputError naming ``what`` unless ``value`` is one IPv4 address."""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise InputError(f"{what} '{value}' is not an IPv4 address.") from None
 
 
 def node_from_instance(instance: Dict[str, Any]) -> Node:

@@ -92,12 +92,11 @@ def read_group(aws: AwsSession, spec: PairSpec, vpc_id: str) -> Optional[Dict[st
 
 def create_action(pair: Pair) -> Action:
     spec = pair.spec
-    return Action("create_security_group", spec.group_name, {
-        "GroupName": spec.group_name, "VpcId": pair.vpc_id,
-        "Description": f"ec2ha.cluster {spec.name}: traffic between the two nodes",
-        "TagSpecifications": [{"ResourceType": "security-group",
-                               "Tags": pair.tags() + [{"Key": NAME_TAG, "Value": spec.group_name}]}]},
-        f"create security group {spec.group_name}")
+    params = {"GroupName": spec.group_name, "VpcId": pair.vpc_id,
+              "Description": f"ec2ha.cluster {spec.name}: traffic between the two nodes",
+              "TagSpecifications": [{"ResourceType": "security-group",
+                                     "Tags": pair.tags() + [{"Key": NAME_TAG, "Value": spec.group_name}]}]}
+    return Action("create_security_group", spec.group_name, params, f"create security group {spec.group_name}")
 
 
 def plan_rules(pair: Pair) -> List[Action]:

@@ -30,7 +30,7 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import (
     ZONE_ID,
     scenario_names,
 )
-from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import Node, node_from_instance
+from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import Node, node_from_instance, require_ipv4
 
 POLICY_NAME = "ec2ha-node"
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+=,.@_-]{0,57}$")   # "<name>-node" fits IAM's 64
@@ -40,6 +40,9 @@ DEFAULT_WAIT_TIMEOUT = 300.0
 
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
+    """One node: its name in the pair, its subnet (its AZ), and optionally its address or the
+    instance to adopt."""
+
     name: str
     subnet_id: str
     private_ip: Optional[str] = None
@@ -48,6 +51,9 @@ class NodeSpec:
 
 @dataclasses.dataclass(frozen=True)
 class PairSpec:
+    """The pair: its name, its two nodes, how to launch them, who may reach them, and the scenario
+    resources the node policy is scoped to."""
+
     name: str
     nodes: Tuple[NodeSpec, ...]
     image_id: Optional[str] = None
@@ -136,10 +142,7 @@ def _check_node(node: NodeSpec) -> None:
     if not SUBNET_ID.match(node.subnet_id or ""):
         raise InputError(f"Node {node.name}: subnet_id '{node.subnet_id}' is not a subnet id (subnet-...).")
     if node.private_ip:
-        try:
-            ipaddress.IPv4Address(node.private_ip)
-        except ValueError:
-            raise InputError(f"Node {node.name}: private_ip '{node.private_ip}' is not an IPv4 address.") from None
+        require_ipv4(f"Node {node.name}: private_ip", node.private_ip)
     if node.instance_id and not INSTANCE_ID.match(node.instance_id):
         raise InputError(f"Node {node.name}: instance_id '{node.instance_id}' is not an instance id (i-...).")
 

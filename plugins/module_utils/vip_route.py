@@ -29,13 +29,8 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
 )
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
 from ansible_collections.ec2ha.cluster.plugins.module_utils.ids import ROUTE_TABLE_ID
-from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import (
-    Action,
-    Status,
-    apply as apply_actions,
-    monitor_reading,
-    reread_until,
-)
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Action, Status, monitor_reading, reread_until
+from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import apply as apply_actions
 
 MISSING = "missing"
 ACTIVE = "active"

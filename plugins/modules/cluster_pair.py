@@ -158,7 +158,7 @@ options:
     description:
       - Extra tags on each node's instance and primary network interface, added to those the module sets
         (C(ec2ha:cluster), C(ec2ha:node), C(Name)), which cannot be set here. Tags already on a node stay.
-      - For example C({"ec2ha:lab-host": "true"}) makes the embedded lab back each instance with a host.
+      - For example C(ec2ha:lab-host=true) makes the embedded lab back each instance with a host.
     type: dict
     default: {}
   lab_host:

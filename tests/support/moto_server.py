@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from ec2ha_testkit.moto_server import free_port, main, serve, start, stop  # noqa: F401  (the old import path)
+from ec2ha_testkit.moto_server import free_port, main, serve, start, stop  # noqa: F401  pylint: disable=unused-import  (the old import path)
 
 if __name__ == "__main__":
     main(sys.argv)

@@ -58,7 +58,5 @@ def stubbed(boto_session: "boto3.session.Session") -> Iterator[StubbedAws]:
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a moto server of this test module's own (the lab's moto app, on loopback)."""
-    state = tmp_path_factory.mktemp("moto")
-    url = moto_server.start(state)
-    yield url
-    moto_server.stop(state)
+    with moto_server.running(tmp_path_factory.mktemp("moto")) as url:
+        yield url

@@ -20,6 +20,7 @@ boto3/botocore the nodes get, and moto's server on the botocore it is released a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -64,6 +66,16 @@ def start(state: Path) -> str:
             time.sleep(0.2)
     stop(state)
     raise SystemExit("moto server did not answer within 30 s")
+
+
+@contextlib.contextmanager
+def running(state: Path) -> Iterator[str]:
+    """A moto server for the ``with`` block: its URL; stopped on the way out."""
+    url = start(state)
+    try:
+        yield url
+    finally:
+        stop(state)
 
 
 def stop(state: Path) -> None:

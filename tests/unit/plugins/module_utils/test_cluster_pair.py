@@ -196,7 +196,6 @@ class FailingOnce(AwsSession):
         return super().call(service, operation, resource, **params)
 
 
-
 def settings(url: str) -> ConnectionSettings:
     return ConnectionSettings(region="us-east-1", endpoint_url=url, access_key="testing", secret_key="testing")
 

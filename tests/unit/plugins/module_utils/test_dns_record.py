@@ -12,7 +12,7 @@ import pytest
 
 from ec2ha_testkit.calls import operations, writes
 from ansible_collections.ec2ha.cluster.plugins.module_utils import dns_record
-from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError, AwsSession, InputError, VerifyError
+from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsCallError, InputError, VerifyError
 from ec2ha_testkit.clock import FakeClock
 
 ZONE_ID, PUBLIC_ID = "Z0PRIVATE00000000001", "Z0PUBLIC000000000002"

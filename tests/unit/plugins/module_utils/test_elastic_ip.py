@@ -285,7 +285,6 @@ def test_monitor_raises_a_permanent_error(stubbed):
 # --- throttling through botocore's own retries ---------------------------------------------------
 
 
-
 def addresses_xml(eni_id: str, private_ip: str) -> bytes:
     return (f"<DescribeAddressesResponse {EC2_NS}><requestId>r</requestId><addressesSet><item>"
             f"<publicIp>{EIP}</publicIp><allocationId>{ALLOC}</allocationId><domain>vpc</domain>"

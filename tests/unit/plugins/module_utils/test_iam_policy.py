@@ -46,10 +46,10 @@ TAGGED = {"StringEquals": {"ec2:ResourceTag/ec2ha:cluster": "pg"}}
 FENCING = ["ec2:DescribeInstances", "ec2:StartInstances", "ec2:StopInstances"]
 PER_SCENARIO = {
     "vip_route": ["ec2:CreateRoute", "ec2:DescribeNetworkInterfaces", "ec2:DescribeRouteTables",
-                    "ec2:DescribeVpcs", "ec2:ModifyNetworkInterfaceAttribute", "ec2:ReplaceRoute"],
+                  "ec2:DescribeVpcs", "ec2:ModifyNetworkInterfaceAttribute", "ec2:ReplaceRoute"],
     "elastic_ip": ["ec2:AssociateAddress", "ec2:DescribeAddresses"],
     "dns_record": ["route53:ChangeResourceRecordSets", "route53:GetChange", "route53:GetHostedZone",
-                "route53:ListHostedZonesByName", "route53:ListResourceRecordSets"],
+                   "route53:ListHostedZonesByName", "route53:ListResourceRecordSets"],
 }
 
 
@@ -182,10 +182,8 @@ def as_moto_evaluates(policy: Dict[str, Any]) -> Dict[str, Any]:
 @pytest.fixture(scope="module")
 def enforcing_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server of this test's own; it starts open and enforces IAM once the test says so."""
-    state = tmp_path_factory.mktemp("moto-iam")
-    url = moto_server.start(state)
-    yield url
-    moto_server.stop(state)
+    with moto_server.running(tmp_path_factory.mktemp("moto-iam")) as url:
+        yield url
 
 
 def enforce_iam_from_now(url: str) -> None:
@@ -299,7 +297,7 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
     # route table scenario, exactly as the agent runs it (resolve on its own instance id, converge),
     # creating the route that was deleted by hand
     target, tables = vip_route.resolve_target(agent, world["vip"], pg2["instance_id"],
-                                                list(world["route_tables"].values()), create=True)
+                                              list(world["route_tables"].values()), create=True)
     moved = vip_route.converge(agent, target, tables=tables)
     assert moved.changed and moved.status.ok
     assert [a.resource for a in moved.actions if a.operation == "create_route"] == [world["route_tables"]["b"]]
@@ -333,7 +331,7 @@ def test_the_policy_allows_every_failover_call_and_denies_the_rest(enforcing_mot
     # a policy without a scenario does not allow that scenario's move
     fencer = session(url, fence_only["key"], fence_only["secret"])
     back = vip_route.resolve_target(session(url, node["key"], node["secret"]), world["vip"],
-                                      pg1["instance_id"], list(world["route_tables"].values()))[0]
+                                    pg1["instance_id"], list(world["route_tables"].values()))[0]
     with pytest.raises(AwsCallError) as caught:
         vip_route.converge(fencer, back)
     assert caught.value.code in DENIED_CODES and caught.value.operation == "describe_route_tables"

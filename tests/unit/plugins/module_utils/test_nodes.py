@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 
@@ -17,7 +17,6 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSessio
 from ansible_collections.ec2ha.cluster.plugins.module_utils.nodes import find_node
 
 from ec2ha_testkit import world as world_builder
-
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,6 @@ class ImdsHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-
 @pytest.fixture(scope="module")
 def imds() -> Iterator[Imds]:
     server = Imds(("127.0.0.1", 0), ImdsHandler)

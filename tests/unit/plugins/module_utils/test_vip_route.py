@@ -59,7 +59,7 @@ def eni(eni_id: str, instance_id: str, check: bool) -> Dict[str, Any]:
 
 def target(create: bool = False, tables: Optional[List[str]] = None) -> vip_route.Target:
     return vip_route.Target(vip=VIP, vpc_id=VPC, eni_id=ENI2, instance_id=NODE2, node_label=f"{NODE2} (node-b)",
-                              route_table_ids=list(tables or RTBS), create=create)
+                            route_table_ids=list(tables or RTBS), create=create)
 
 
 def queue_read(stub: Any, tables: List[Dict[str, Any]], enis: List[Dict[str, Any]]) -> None:
@@ -248,7 +248,7 @@ def test_verify_polls_until_the_state_shows():
 
     aws = FakeAws(ConnectionSettings(region="us-east-1"))
     report = vip_route.verify(aws, target(tables=RTBS[:1]), timeout=5, clock=lambda: next(clock),
-                                sleep=sleeps.append)
+                              sleep=sleeps.append)
     assert report.routes[RTBS[0]].network_interface_id == ENI2
     assert sleeps == [0.25]
 
