@@ -79,7 +79,9 @@ def test_agent_shim_runs_the_collection_code(tmp_path: Path) -> None:
     shim = shim.replace("{{ item.module }}", "ocf_agent")
     shim = shim.replace("{{ ansible_managed | default('Ansible managed') }}", "test")
     # A clean interpreter with only the installed copy on its path: no checkout, no Ansible needed.
-    shim = shim.replace("/usr/bin/python3 -c", f"{sys.executable} -I -c")
+    # The node's interpreter (Debian's python3 and python3-boto3, as on a node), isolated: only the
+    # installed copy is on its path, not the checkout (the venv's .pth names it), not Ansible.
+    shim = shim.replace("/usr/bin/python3 -c", "/usr/bin/python3 -I -c")
     agent = tmp_path / "vip_route"
     agent.write_text(shim)
     done = subprocess.run(["sh", str(agent), "meta-data"], capture_output=True, text=True,
