@@ -5,7 +5,6 @@ crm_verify, and the installed agent shim importing the collection's own scenario
 from __future__ import annotations
 
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
