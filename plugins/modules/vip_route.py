@@ -217,7 +217,7 @@ def main() -> None:
 
     def body(aws: Any) -> Dict[str, Any]:
         target, tables = vip_route.resolve_target(aws, p["vip"], p["node"], p["route_tables"],
-                                                    p["interface"], p["create"])
+                                                  p["interface"], p["create"])
         result = vip_route.converge(aws, target, module.check_mode, tables)
         out = result.as_dict()
         out.update(vip=target.vip, instance_id=target.instance_id, network_interface_id=target.eni_id,

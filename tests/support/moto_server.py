@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from ec2ha_testkit.moto_server import free_port, main, serve, start, stop  # noqa: F401  pylint: disable=unused-import  (the old import path)
+# The old import path: demo/demo.py and tests/lab import moto_server from here.
+from ec2ha_testkit.moto_server import free_port, main, serve, start, stop  # noqa: F401 pylint: disable=unused-import
 
 if __name__ == "__main__":
     main(sys.argv)
