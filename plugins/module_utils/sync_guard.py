@@ -346,12 +346,18 @@ def check(io: NodeIO, settings: Settings, now: Optional[float] = None) -> int:
                           io.mtime(settings.pid_file), settings.stale_after)
     if not reason:
         return 0
-    print(reason, file=sys.stderr)
+    say(reason)
     try:
         io.publish("unknown")
     except (subprocess.SubprocessError, OSError):
         pass     # the failed monitor itself is the report that matters
     return 1
+
+
+def say(line: str) -> None:
+    """One line to the resource's log (ocf:heartbeat:anything sends stderr to errlogfile)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def describe(actions: Sequence[Action]) -> str:
@@ -372,18 +378,18 @@ def run(load: Callable[[], Settings], once: bool = False) -> int:
             status = plan.status
             io.touch_pass_file()
             if status != published:
-                print(f"replication state: {status}; actions: {describe(plan.actions)}", file=sys.stderr, flush=True)
+                say(f"replication state: {status}; actions: {describe(plan.actions)}")
         except (subprocess.SubprocessError, OSError, ValueError, ET.ParseError) as exc:
             # PostgreSQL restarting, the CIB busy, the settings file half-written: no decision this
             # pass, and the last one may be stale.
-            print(f"pass skipped: {exc}", file=sys.stderr, flush=True)
+            say(f"pass skipped: {exc}")
             status = "unknown"
         if status != published:
             try:
                 NodeIO(settings).publish(status)
                 published = status
             except (subprocess.SubprocessError, OSError) as exc:
-                print(f"publishing {status} failed: {exc}", file=sys.stderr, flush=True)
+                say(f"publishing {status} failed: {exc}")
         if once:
             return 0 if status != "unknown" else 1
         time.sleep(settings.interval)
@@ -423,7 +429,7 @@ def main(name: str = "ec2ha-pgsql-sync-guard", argv: Optional[Sequence[str]] = N
     try:
         settings = load()
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
-        print(f"{name}: {args.settings}: {exc}", file=sys.stderr)
+        say(f"{name}: {args.settings}: {exc}")
         return 2
     if args.check:
         return check(NodeIO(settings), settings)
