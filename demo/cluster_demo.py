@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
         settings = health.ensure_cluster("demo-site.log")
         print(f"built in {time.monotonic() - started:.0f} s; log {cluster.WORK_DIR / 'demo-site.log'}")
         wait_for(lambda: health.healthy(settings), 300, 1,
-                         "a promoted PostgreSQL and a standby in sync")
+                 "a promoted PostgreSQL and a standby in sync")
         roles = health.pair_roles(settings)
         print("Pacemaker: " + ", ".join(f"{n} {r}" for n, r in sorted(roles.items())))
         print(f"endpoints: VIP {cluster.VIP} (route table), EIP {settings.public_ip}, "

@@ -21,6 +21,7 @@ from lab.emulator import lifecycle
 from lab.emulator.dataplane import probe
 from lab.pair import client, cluster, health
 
+
 @dataclass
 class Timeline:
     """Seconds after the power-off, as observed; None where the event was not seen."""

@@ -207,4 +207,3 @@ def format_latencies(results: Mapping[str, List[float]]) -> str:
             lines.append(f"{kind:>14}: median {helpers.median(values):.3f} s, max {max(values):.3f} s"
                          f" (n={len(values)})")
     return "\n".join(lines)
-

@@ -193,7 +193,7 @@ class ImdsServer:
                  reading: ContextManager = contextlib.nullcontext()) -> None:
         netns = topology.host_netns(instance_id)
         helpers.run(["ip", "-n", netns, "addr", "replace", f"{topology.IMDS_ADDRESS}/32",
-                   "dev", "lo"])
+                     "dev", "lo"])
         sock = hosts.listen_in_netns(netns, topology.IMDS_ADDRESS, 80)
         handler = make_handler(instance_id, find, TokenStore(), reading)
         self.server = ThreadingHTTPServer((topology.IMDS_ADDRESS, 80), handler,

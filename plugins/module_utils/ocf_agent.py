@@ -369,7 +369,7 @@ class VipRouteAgent(Agent):
         # endpoint everywhere; the node role may CreateRoute on those tables only.
         tables = self.param("route_tables").replace(",", " ").split() or None
         return vip_route.resolve_target(self.aws, self.param("vip"), self.instance_id(), tables,
-                                          self.param("interface") or None, create=True)[0]
+                                        self.param("interface") or None, create=True)[0]
 
     def converge(self, target: vip_route.Target, deadline: Deadline) -> bool:
         verify = min(vip_route.DEFAULT_VERIFY_TIMEOUT, deadline.left())

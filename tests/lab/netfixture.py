@@ -38,6 +38,7 @@ while True:
     finally: c.close()
 """
 
+
 @dataclass
 class Node:
     name: str

@@ -174,4 +174,3 @@ def host_side_commands(link: HostLink) -> List[str]:
     if link.gateway:
         cmds.append(f"route replace default via {link.gateway} dev {link.host_if}")
     return cmds
-

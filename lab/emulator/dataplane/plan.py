@@ -187,7 +187,7 @@ def _table_routes(snap: Ec2Snapshot, rt: RouteTable, lab_subnets: Set[str]) -> L
     for subnet in snap.subnets_of(rt.vpc_id):
         if subnet.id in lab_subnets:
             found[cidr(subnet.cidr)] = [KernelRoute(table, cidr(subnet.cidr), "unicast", None,
-                                                     bridge_name(subnet.id))]
+                                                    bridge_name(subnet.id))]
     return [r for routes in found.values() for r in routes]
 
 
@@ -285,5 +285,3 @@ def plan_router(snap: Ec2Snapshot, host_namespaces: Set[str]) -> RouterPlan:
                       client_bridge=bridge_name(client_subnet.id) if client_subnet else None,
                       lo_addresses=frozenset(lo), rules=frozenset(rules), routes=frozenset(routes),
                       nft=nft_ruleset(snap))
-
-

@@ -263,4 +263,3 @@ class Network:
         run(["ip", "netns", "exec", self.names.router, "nft", "-f", "-"], stdin=script)
         self.applied_nft = ruleset
         return ["nft ruleset replaced"]
-

@@ -105,7 +105,7 @@ def rejoin_cut_off(failover, pair):
         cluster.start_instance(pair, failed)
     controldata = f"/usr/lib/postgresql/15/bin/pg_controldata {cluster_state.PGDATA}"
     wait_for(lambda: cluster.ssh(pair, cluster.node_address(failed), "true", timeout=10).returncode == 0,
-                     120, 1, f"{failed} to answer over SSH")
+             120, 1, f"{failed} to answer over SSH")
     before = cluster_state.run(pair, failed, controldata)
     partition.cut([cluster.node_eni(pair, n) for n in (failed, failover.survivor)])
     try:

@@ -21,7 +21,7 @@ def races(healthy_pair):
     results = []
     for index in range(RUNS):
         wait_for(lambda: health.healthy(healthy_pair), 180, 1,
-                         f"a healthy pair before partition {index + 1}")
+                 f"a healthy pair before partition {index + 1}")
         results.append(fence_race.partition_once(healthy_pair))
     return results
 

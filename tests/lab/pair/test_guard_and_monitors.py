@@ -53,7 +53,7 @@ def test_a_route_deleted_by_hand_is_put_back_by_the_monitor(healthy_pair):
     deleted = time.monotonic()
     assert cluster.endpoint_holders(pair)["vip"] is None
     wait_for(lambda: cluster.endpoint_holders(pair)["vip"] == primary, 40, 1,
-                     "the monitor to route the VIP to the primary again")
+             "the monitor to route the VIP to the primary again")
     print(f"\nroute re-created {time.monotonic() - deleted:.1f} s after it was deleted")
     assert cluster.promoted_node(pair) == primary
     assert health.who_serves("e2h-client", cluster.VIP) == primary

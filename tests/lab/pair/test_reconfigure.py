@@ -30,7 +30,7 @@ def _streams_after_reconnect(pair) -> bool:
     cluster_state.sql(pair, primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
     try:
         wait_for(lambda: cluster_state.replication_state(pair, primary, standby) == "streaming",
-                         60, 1, f"{standby} streaming again after a reconnect")
+                 60, 1, f"{standby} streaming again after a reconnect")
     except TimeoutError:
         return False
     return True
