@@ -60,7 +60,8 @@ def aws_session(module: AnsibleModule) -> AwsSession:
 
 
 def run_module(module: AnsibleModule, body: Callable[[AwsSession], Dict[str, Any]]) -> None:
-    """Run ``body`` and exit once: its result plus the AWS calls, or one error sentence."""
+    """Run ``body`` and exit once: its result plus the AWS calls (and, with ``--diff``, its
+    before/after as the diff), or one error sentence."""
     try:
         aws = aws_session(module)
     except Ec2haError as exc:
@@ -70,4 +71,6 @@ def run_module(module: AnsibleModule, body: Callable[[AwsSession], Dict[str, Any
     except Ec2haError as exc:
         module.fail_json(msg=str(exc), aws_calls=[c.as_dict() for c in aws.calls])
     result["aws_calls"] = [c.as_dict() for c in aws.calls]
+    if module._diff and "before" in result and "after" in result:
+        result["diff"] = {"before": result["before"], "after": result["after"]}
     module.exit_json(**result)

@@ -485,8 +485,6 @@ def main() -> None:
         # What was left as found on purpose (an adopted instance's own profile, a stopped node).
         for warning in result.warnings:
             module.warn(warning)
-        if module._diff:
-            out["diff"] = {"before": out["before"], "after": out["after"]}
         return out
 
     run_module(module, body)

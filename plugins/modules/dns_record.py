@@ -235,8 +235,6 @@ def main() -> None:
     def body(aws: Any) -> Dict[str, Any]:
         target = resolve_target(aws, spec)
         result = converge(aws, target, module.check_mode, spec.wait, spec.wait_timeout).as_dict()
-        if module._diff:
-            result["diff"] = {"before": result["before"], "after": result["after"]}
         return result
 
     run_module(module, body)

@@ -190,8 +190,6 @@ def main() -> None:
     def body(aws: Any) -> Dict[str, Any]:
         target, address = resolve_target(aws, spec)
         result = converge(aws, target, module.check_mode, address).as_dict()
-        if module._diff:
-            result["diff"] = {"before": result["before"], "after": result["after"]}
         return result
 
     run_module(module, body)

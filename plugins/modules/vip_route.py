@@ -222,8 +222,6 @@ def main() -> None:
         out = result.as_dict()
         out.update(vip=target.vip, instance_id=target.instance_id, network_interface_id=target.eni_id,
                    route_tables=list(target.route_table_ids))
-        if module._diff:
-            out["diff"] = {"before": out["before"], "after": out["after"]}
         return out
 
     run_module(module, body)
