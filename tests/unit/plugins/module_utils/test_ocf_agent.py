@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, List
 import boto3
 import pytest
 
-from ansible_collections.ec2ha.cluster.plugins.module_utils import ocf_agent
+from ansible_collections.ec2ha.cluster.plugins.module_utils import ocf_agent, ocf_runtime
 
 from ec2ha_testkit import world as world_builder
 from lab.emulator import faults  # the lab's fault injection on the tests' moto
@@ -125,23 +125,23 @@ def run(agent: str, action: str, env: Dict[str, str], **params: str) -> int:
 def test_vip_route_start_monitor_repair_stop(world: Dict[str, Any], env: Dict[str, str], imds: Imds,
                                              netns: str) -> None:
     be(imds, world["node2"])
-    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_NOT_RUNNING
-    assert run("vip_route", "start", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_runtime.OCF_NOT_RUNNING
+    assert run("vip_route", "start", env, vip=world["vip"]) == ocf_runtime.OCF_SUCCESS
     assert set(vip_targets(world).values()) == {world["node2"]["eni"]}
     assert f" {world['vip']}/32 " in local_addresses(netns)
-    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_runtime.OCF_SUCCESS
 
     # Someone moves one table back to node1: the monitor repairs it in place and stays running.
     ec2(world).replace_route(RouteTableId=world["route_tables"]["a"], DestinationCidrBlock=world["vip"] + "/32",
                              NetworkInterfaceId=world["node1"]["eni"])
-    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_runtime.OCF_SUCCESS
     assert set(vip_targets(world).values()) == {world["node2"]["eni"]}
 
     # Stop is local only: the address leaves, the routes stay until the other node starts.
-    assert run("vip_route", "stop", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "stop", env, vip=world["vip"]) == ocf_runtime.OCF_SUCCESS
     assert f" {world['vip']}/32 " not in local_addresses(netns)
     assert set(vip_targets(world).values()) == {world["node2"]["eni"]}
-    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_agent.OCF_NOT_RUNNING
+    assert run("vip_route", "monitor", env, vip=world["vip"]) == ocf_runtime.OCF_NOT_RUNNING
 
 
 def test_vip_route_bad_vip_is_a_configuration_error_and_changes_nothing(
@@ -149,38 +149,38 @@ def test_vip_route_bad_vip_is_a_configuration_error_and_changes_nothing(
     be(imds, world["node2"])
     inside = world["node1"]["private_ip"]
     before = vip_targets(world)
-    assert run("vip_route", "start", env, vip=inside) == ocf_agent.OCF_ERR_CONFIGURED
-    assert run("vip_route", "start", env) == ocf_agent.OCF_ERR_CONFIGURED
+    assert run("vip_route", "start", env, vip=inside) == ocf_runtime.OCF_ERR_CONFIGURED
+    assert run("vip_route", "start", env) == ocf_runtime.OCF_ERR_CONFIGURED
     assert vip_targets(world) == before
 
 
 def test_monitor_answers_unknown_as_running_when_the_api_does_not_answer(
         world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
     be(imds, world["node2"])
-    assert run("vip_route", "start", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "start", env, vip=world["vip"]) == ocf_runtime.OCF_SUCCESS
     # A 4 s operation timeout: the start below tries again until its deadline (2 s) before it fails.
     closed = dict(env, OCF_RESKEY_endpoint_url="http://127.0.0.1:9", OCF_RESKEY_max_attempts="1",
                   OCF_RESKEY_api_timeout="1", OCF_RESKEY_CRM_meta_timeout="4000")
-    assert run("vip_route", "monitor", closed, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "monitor", closed, vip=world["vip"]) == ocf_runtime.OCF_SUCCESS
     # A start cannot succeed without the API: it fails rather than pretend.
-    assert run("vip_route", "stop", env, vip=world["vip"]) == ocf_agent.OCF_SUCCESS
-    assert run("vip_route", "start", closed, vip=world["vip"]) == ocf_agent.OCF_ERR_GENERIC
+    assert run("vip_route", "stop", env, vip=world["vip"]) == ocf_runtime.OCF_SUCCESS
+    assert run("vip_route", "start", closed, vip=world["vip"]) == ocf_runtime.OCF_ERR_GENERIC
 
 
 def test_elastic_ip_moves_to_the_starting_node(world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
     be(imds, world["node2"])
     params = {"public_ip": world["eip"]["public_ip"]}
-    assert run("elastic_ip", "start", env, **params) == ocf_agent.OCF_SUCCESS
+    assert run("elastic_ip", "start", env, **params) == ocf_runtime.OCF_SUCCESS
     address = ec2(world).describe_addresses(AllocationIds=[world["eip"]["allocation_id"]])["Addresses"][0]
     assert address["NetworkInterfaceId"] == world["node2"]["eni"]
-    assert run("elastic_ip", "monitor", env, **params) == ocf_agent.OCF_SUCCESS
-    assert run("elastic_ip", "validate-all", env) == ocf_agent.OCF_ERR_CONFIGURED
+    assert run("elastic_ip", "monitor", env, **params) == ocf_runtime.OCF_SUCCESS
+    assert run("elastic_ip", "validate-all", env) == ocf_runtime.OCF_ERR_CONFIGURED
 
 
 def test_dns_record_points_at_the_starting_node(world: Dict[str, Any], env: Dict[str, str], imds: Imds) -> None:
     be(imds, world["node2"])
     params = {"zone": world["private_zone"]["name"], "record": world["record"], "ttl": "30"}
-    assert run("dns_record", "start", env, **params) == ocf_agent.OCF_SUCCESS
+    assert run("dns_record", "start", env, **params) == ocf_runtime.OCF_SUCCESS
     r53 = boto3.client("route53", endpoint_url=world["endpoint_url"], region_name="us-east-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     sets = r53.list_resource_record_sets(HostedZoneId=world["private_zone"]["id"],
@@ -188,17 +188,17 @@ def test_dns_record_points_at_the_starting_node(world: Dict[str, Any], env: Dict
     record = next(s for s in sets if s["Name"].rstrip(".") == world["record"])
     assert [r["Value"] for r in record["ResourceRecords"]] == [world["node2"]["private_ip"]]
     assert record["TTL"] == 30
-    assert run("dns_record", "monitor", env, **params) == ocf_agent.OCF_SUCCESS
+    assert run("dns_record", "monitor", env, **params) == ocf_runtime.OCF_SUCCESS
 
 
 @pytest.mark.parametrize("agent", sorted(ocf_agent.AGENTS))
 def test_meta_data_is_valid_xml_naming_every_parameter(agent: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ocf_agent.main(agent, ["meta-data"], {}) == ocf_agent.OCF_SUCCESS
+    assert ocf_agent.main(agent, ["meta-data"], {}) == ocf_runtime.OCF_SUCCESS
     root = ET.fromstring(capsys.readouterr().out)
     names = {p.get("name") for p in root.iter("parameter")}
     assert {"region", "endpoint_url", "api_timeout"} <= names
     assert {a.get("name") for a in root.iter("action")} >= {"start", "stop", "monitor", "meta-data"}
-    assert ocf_agent.main(agent, ["promote"], {}) == ocf_agent.OCF_ERR_UNIMPLEMENTED
+    assert ocf_agent.main(agent, ["promote"], {}) == ocf_runtime.OCF_ERR_UNIMPLEMENTED
 
 
 # --- faults on the API: throttling, a PENDING change, an API that stays away --------------------------
@@ -259,7 +259,7 @@ def test_start_retries_a_throttled_replace_route_on_the_second_table(
     # More throttles than one call's attempts (max_attempts 3): the first converge moves table a, then fails.
     rule = faults.inject(fault_url, {"action": "ReplaceRoute", "params": {"RouteTableId": tables[1]},
                                      "error": "RequestLimitExceeded", "count": 3})
-    assert run("vip_route", "start", env, vip=world["vip"], route_tables=",".join(tables)) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "start", env, vip=world["vip"], route_tables=",".join(tables)) == ocf_runtime.OCF_SUCCESS
     targets = vip_targets(world)
     assert [targets[t] for t in tables] == [world["node2"]["eni"]] * 2
     assert [r["hits"] for r in faults.rules(fault_url) if r["id"] == rule["id"]] == [3]
@@ -272,7 +272,7 @@ def test_a_throttle_that_does_not_end_fails_the_start_within_its_timeout_saying_
     faults.inject(fault_url, {"action": "ReplaceRoute", "params": {"RouteTableId": tables[1]},
                               "error": "RequestLimitExceeded"})
     done = run_as_pacemaker("vip_route", "start", env, 10000, vip=world["vip"], route_tables=",".join(tables))
-    assert done.returncode == ocf_agent.OCF_ERR_GENERIC
+    assert done.returncode == ocf_runtime.OCF_ERR_GENERIC
     reason = exit_reason(done.stderr)
     assert f"ec2:ReplaceRoute on {tables[1]} failed with RequestLimitExceeded" in reason
     assert vip_targets(world)[tables[1]] == world["node1"]["eni"]
@@ -282,9 +282,9 @@ def test_monitor_recreates_a_route_deleted_by_hand(world: Dict[str, Any], env: D
     be(imds, world["node2"])
     tables = [world["route_tables"]["a"], world["route_tables"]["b"]]
     params = {"vip": world["vip"], "route_tables": ",".join(tables)}
-    assert run("vip_route", "start", env, **params) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "start", env, **params) == ocf_runtime.OCF_SUCCESS
     ec2(world).delete_route(RouteTableId=tables[1], DestinationCidrBlock=world["vip"] + "/32")
-    assert run("vip_route", "monitor", env, **params) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "monitor", env, **params) == ocf_runtime.OCF_SUCCESS
     targets = vip_targets(world)
     assert [targets[t] for t in tables] == [world["node2"]["eni"]] * 2
 
@@ -294,8 +294,8 @@ def test_dns_record_starts_and_monitors_beside_txt_and_aaaa_records(
     be(imds, world["node2"])
     put_record(world, "TXT", '"owner=db-team"')
     put_record(world, "AAAA", "2001:db8::10")
-    assert run("dns_record", "start", env, **dns_params(world)) == ocf_agent.OCF_SUCCESS
-    assert run("dns_record", "monitor", env, **dns_params(world)) == ocf_agent.OCF_SUCCESS
+    assert run("dns_record", "start", env, **dns_params(world)) == ocf_runtime.OCF_SUCCESS
+    assert run("dns_record", "monitor", env, **dns_params(world)) == ocf_runtime.OCF_SUCCESS
     assert record_sets(world) == {"A": [world["node2"]["private_ip"]], "TXT": ['"owner=db-team"'],
                                   "AAAA": ["2001:db8::10"]}
 
@@ -306,9 +306,9 @@ def test_a_cname_taking_the_name_fails_the_monitor_softly_and_is_left_alone(
     OCF_ERR_CONFIGURED, which would stop the endpoint on every node; Pacemaker recovers it here and the
     start says whether the configuration still holds."""
     be(imds, world["node2"])
-    assert run("dns_record", "start", env, **dns_params(world)) == ocf_agent.OCF_SUCCESS
+    assert run("dns_record", "start", env, **dns_params(world)) == ocf_runtime.OCF_SUCCESS
     put_record(world, "CNAME", "elsewhere.example.")
-    assert run("dns_record", "monitor", env, **dns_params(world)) == ocf_agent.OCF_ERR_GENERIC
+    assert run("dns_record", "monitor", env, **dns_params(world)) == ocf_runtime.OCF_ERR_GENERIC
     assert record_sets(world)["CNAME"] == ["elsewhere.example."]
 
 
@@ -319,13 +319,13 @@ def test_dns_start_and_repair_with_a_pending_change_end_within_their_timeouts(
         faults.inject(fault_url, {"action": action, "rewrite": {"INSYNC": "PENDING"}})
     started = run_as_pacemaker("dns_record", "start", env, 10000, **dns_params(world))
     # Written and read back but not INSYNC at the deadline: started, with a warning (see DnsRecordAgent).
-    assert started.returncode == ocf_agent.OCF_SUCCESS, started.stderr
+    assert started.returncode == ocf_runtime.OCF_SUCCESS, started.stderr
     assert "not yet INSYNC" in started.stderr
     assert record_sets(world)["A"] == [world["node2"]["private_ip"]]
 
     put_record(world, "A", world["node1"]["private_ip"])
     repaired = run_as_pacemaker("dns_record", "monitor", env, 8000, **dns_params(world))
-    assert repaired.returncode == ocf_agent.OCF_SUCCESS, repaired.stderr
+    assert repaired.returncode == ocf_runtime.OCF_SUCCESS, repaired.stderr
     assert record_sets(world)["A"] == [world["node2"]["private_ip"]]
 
 
@@ -355,14 +355,14 @@ def test_monitors_left_unanswered_are_reported_in_a_node_attribute_until_the_api
     monkeypatch.setenv("CIB_file", str(cib))
     here = dict(env, OCF_RESKEY_CRM_meta_on_node="alpha", OCF_RESKEY_max_attempts="1", OCF_RESKEY_api_timeout="1")
     params = {"vip": world["vip"], "unknown_limit": "3"}
-    assert run("vip_route", "start", here, **params) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "start", here, **params) == ocf_runtime.OCF_SUCCESS
     faults.inject(fault_url, {"service": "ec2", "drop": True})
     before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     for _interval in range(2):
-        assert run("vip_route", "monitor", here, **params) == ocf_agent.OCF_SUCCESS
+        assert run("vip_route", "monitor", here, **params) == ocf_runtime.OCF_SUCCESS
     assert "endpoint-aws" not in node_attributes(cib)
 
-    assert run("vip_route", "monitor", here, **params) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "monitor", here, **params) == ocf_runtime.OCF_SUCCESS
     shown = node_attributes(cib)
     assert "* Node: alpha:" in shown
     value = shown.split("endpoint-aws", 1)[1].split(":", 1)[1].strip()
@@ -373,7 +373,7 @@ def test_monitors_left_unanswered_are_reported_in_a_node_attribute_until_the_api
     assert "ec2:DescribeRouteTables" in error and "ConnectionClosedError" in error
 
     faults.clear(fault_url)
-    assert run("vip_route", "monitor", here, **params) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "monitor", here, **params) == ocf_runtime.OCF_SUCCESS
     assert "endpoint-aws" not in node_attributes(cib)
 
 
@@ -386,7 +386,7 @@ def test_monitors_left_unanswered_are_reported_in_a_node_attribute_until_the_api
 ])
 def test_each_action_has_one_deadline_from_its_pacemaker_timeout(action, timeout_ms, budget):
     env = {} if timeout_ms is None else {"OCF_RESKEY_CRM_meta_timeout": timeout_ms}
-    assert ocf_agent.action_deadline(action, env).left() == pytest.approx(budget, abs=0.5)
+    assert ocf_runtime.action_deadline(action, env).left() == pytest.approx(budget, abs=0.5)
 
 
 @pytest.mark.parametrize("crm_attribute", ["exec sleep 30", "echo 'Could not connect to attrd' >&2; exit 102"])
@@ -399,8 +399,8 @@ def test_a_node_attribute_that_cannot_be_written_neither_fails_nor_stalls_the_mo
     shim.chmod(0o755)
     here = dict(env, OCF_RESKEY_max_attempts="1", OCF_RESKEY_api_timeout="1")
     params = {"vip": world["vip"], "unknown_limit": "1"}
-    assert run("vip_route", "start", here, **params) == ocf_agent.OCF_SUCCESS
+    assert run("vip_route", "start", here, **params) == ocf_runtime.OCF_SUCCESS
     faults.inject(fault_url, {"service": "ec2", "drop": True})
     done = run_as_pacemaker("vip_route", "monitor", here, 10000, **params)
-    assert done.returncode == ocf_agent.OCF_SUCCESS
+    assert done.returncode == ocf_runtime.OCF_SUCCESS
     assert "could not set node attribute endpoint-aws" in done.stderr
