@@ -46,7 +46,6 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.scenario import Dead
 class VipRouteAgent(Agent):
     scenario = "vip_route"
     core = vip_route
-    target_type = vip_route.Target
     params = [
         Param("vip", "The virtual IP (outside every VPC CIDR).", required=True),
         Param("route_tables", "Route table ids, comma or space separated; default: every table routing the VIP."),
@@ -107,11 +106,9 @@ class ElasticIpAgent(Agent):
         return elastic_ip.resolve_target(self.aws, spec)[0]
 
 
-
 class DnsRecordAgent(Agent):
     scenario = "dns_record"
     core = dns_record
-    target_type = dns_record.DnsTarget
     params = [
         Param("zone", "Hosted zone name or id.", required=True),
         Param("record", "The A record, fully qualified or relative to the zone.", required=True),

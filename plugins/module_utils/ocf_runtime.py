@@ -135,7 +135,7 @@ class Agent:
     scenario = ""
     params: List[Param] = []
     core: Any = None             # the scenario's core module (vip_route, elastic_ip, dns_record)
-    target_type: Any = None      # its target dataclass, as the state file keeps it
+    target_type: Any = None      # its target dataclass, as the state file keeps it (or override load)
 
     def __init__(self, env: Dict[str, str]):
         self.env = env
