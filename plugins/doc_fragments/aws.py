@@ -61,6 +61,23 @@ options:
       - Seconds to wait for an answer from the AWS endpoint.
     type: float
     default: 10.0
+attributes:
+  action_group:
+    description: Use C(group/ec2ha.cluster.aws) in C(module_defaults) to set the AWS options of every module once.
+    support: full
+    membership: [ec2ha.cluster.aws]
+  check_mode:
+    description:
+      - Can run in check mode. Every read is made; the writes the module would make are returned in
+        RV(aws_calls) with C(planned=true), and none is made.
+    support: full
+  diff_mode:
+    description: With C(--diff), returns the endpoint's state before and after (the planned state in check mode).
+    support: full
+  platform:
+    description: The AWS APIs, called from the controller or wherever the module runs.
+    support: full
+    platforms: aws
 requirements:
   - python >= 3.9
   - boto3 >= 1.26.27

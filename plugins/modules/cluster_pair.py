@@ -172,20 +172,8 @@ options:
     default: 300
 extends_documentation_fragment:
   - ec2ha.cluster.aws
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  action_group:
-    membership: [ec2ha.cluster.aws]
-  check_mode:
-    support: full
-    details: Reads everything and reports the writes it would make in RV(aws_calls) with C(planned=true).
-  diff_mode:
-    support: full
-    details: Before and after hold the security group's ingress rules, the role's policy and each node.
-  platform:
-    platforms: aws
 notes:
+  - With C(--diff), before and after hold the security group's ingress rules, the role's policy and each node.
   - There is no C(state=absent) on purpose - the nodes hold the cluster's data; terminating them, and the role
     fencing depends on, is an act to take on its own, not a flag of a build-out module.
   - The node policy leaves out C(ec2:RebootInstances) (fence_aws reboots with off and on). C(ec2:CreateRoute) and

@@ -76,13 +76,6 @@ options:
       - Seconds to wait for C(INSYNC) before failing.
     type: int
     default: 300
-attributes:
-  check_mode:
-    description: Can run in check mode and predict the change without making it.
-    support: full
-  diff_mode:
-    description: Returns the record before and after (the planned record in check mode) when run with C(--diff).
-    support: full
 extends_documentation_fragment:
   - ec2ha.cluster.aws
 notes:

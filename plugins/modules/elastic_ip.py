@@ -52,13 +52,6 @@ options:
       - The private IPv4 address on the interface that the Elastic IP maps to.
       - Must be one of the interface's private addresses. Defaults to the interface's primary private IP.
     type: str
-attributes:
-  check_mode:
-    description: Can run in check mode and predict the change without making it.
-    support: full
-  diff_mode:
-    description: Returns the holder before and after (the planned holder in check mode) when run with C(--diff).
-    support: full
 extends_documentation_fragment:
   - ec2ha.cluster.aws
 notes:

@@ -63,15 +63,10 @@ options:
     type: bool
 extends_documentation_fragment:
   - ec2ha.cluster.aws
-  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode:
-    support: full
-    details: The module only reads.
   diff_mode:
     support: none
-  platform:
-    platforms: aws
+    details: The module only reads.
 notes:
   - IAM permissions used are C(ec2:DescribeInstances), C(ec2:DescribeRouteTables),
     C(ec2:DescribeNetworkInterfaces), C(ec2:DescribeAddresses), C(route53:GetHostedZone),

@@ -55,20 +55,8 @@ options:
     default: false
 extends_documentation_fragment:
   - ec2ha.cluster.aws
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  action_group:
-    membership: [ec2ha.cluster.aws]
-  check_mode:
-    support: full
-    details: Reads the state and reports the writes it would make in RV(aws_calls) with C(planned=true).
-  diff_mode:
-    support: full
-    details: Before and after hold the route in each route table and the source/destination check.
-  platform:
-    platforms: aws
 notes:
+  - With C(--diff), before and after hold the route in each route table and the source/destination check.
   - IAM permissions used are C(ec2:DescribeInstances), C(ec2:DescribeVpcs), C(ec2:DescribeRouteTables),
     C(ec2:DescribeNetworkInterfaces), C(ec2:ReplaceRoute), C(ec2:CreateRoute) (only with O(create=true)) and
     C(ec2:ModifyNetworkInterfaceAttribute).
