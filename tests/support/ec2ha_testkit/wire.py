@@ -10,6 +10,8 @@ from typing import Any, Iterator, List, Sequence, Tuple
 
 import botocore.awsrequest
 
+from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import AwsSession, ConnectionSettings
+
 EC2_NS = 'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"'
 THROTTLED = (b"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded."
              b"</Message></Error></Errors><RequestID>r1</RequestID></Response>")
@@ -41,3 +43,12 @@ class Answers:
     def on(self, client: Any, service: str = "ec2") -> "Answers":
         client.meta.events.register(f"before-send.{service}", self)
         return self
+
+
+def answered_session(answers: "Answers", max_attempts: int = 3, service: str = "ec2") -> AwsSession:
+    """A session whose ``service`` client is answered by ``answers`` (nothing reaches the network:
+    the endpoint is a closed loopback port), with botocore's own retries as configured."""
+    aws = AwsSession(ConnectionSettings(region="us-east-1", access_key="testing", secret_key="testing",
+                                        endpoint_url="http://127.0.0.1:9", max_attempts=max_attempts))
+    answers.on(aws.client(service), service)
+    return aws

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-import botocore.awsrequest
 import pytest
 
 from ec2ha_testkit.calls import operations, writes
-from ec2ha_testkit.wire import EC2_NS, THROTTLED, RawBody
+from ec2ha_testkit.wire import EC2_NS, THROTTLED, Answers, answered_session
 from ansible_collections.ec2ha.cluster.plugins.module_utils import elastic_ip
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
     AwsSession,
-    ConnectionSettings,
     InputError,
     VerifyError,
 )
@@ -299,38 +297,24 @@ ASSOCIATED_XML = (f"<AssociateAddressResponse {EC2_NS}><requestId>r</requestId><
 def test_throttled_write_is_retried_by_botocore_then_succeeds(monkeypatch):
     """Stubber bypasses botocore's retries, so answer at the HTTP layer (before-send): the session's
     retry config (standard mode) must resend the throttled AssociateAddress and converge succeed."""
-    answers = [(503, THROTTLED), (200, ASSOCIATED_XML), (200, addresses_xml(ENI2, IP2))]
-    sent: List[bytes] = []
+    answers = Answers([(503, THROTTLED), (200, ASSOCIATED_XML), (200, addresses_xml(ENI2, IP2))])
     delays: List[float] = []
     monkeypatch.setattr("botocore.endpoint.time.sleep", delays.append)  # no real backoff wait in a unit test
-
-    def answer(request: Any, **_: Any) -> botocore.awsrequest.AWSResponse:
-        sent.append(request.body)
-        status, body = answers.pop(0)
-        return botocore.awsrequest.AWSResponse(request.url, status, {}, RawBody(body))
-
-    aws = AwsSession(ConnectionSettings(region="us-east-1", access_key="testing", secret_key="testing",
-                                        endpoint_url="http://127.0.0.1:9", max_attempts=3))
-    aws.client("ec2").meta.events.register("before-send.ec2", answer)
+    aws = answered_session(answers)
     before = elastic_ip.ElasticIp(EIP, ALLOC, "vpc", elastic_ip.EipHolder(ENI1, IP1, NODE1))
 
     result = elastic_ip.converge(aws, target(), address=before)
 
+    sent = [request.body for request in answers.sent]
     assert result.changed and result.after.holder.eni_id == ENI2
-    assert answers == [] and len(sent) == 3 and sent[0] == sent[1]   # the same request, sent again
-    assert len(delays) == 1                                          # after one backoff
+    assert answers.answers == [] and len(sent) == 3 and sent[0] == sent[1]   # the same request, sent again
+    assert len(delays) == 1                                                  # after one backoff
     assert operations(aws) == ["associate_address", "describe_addresses"]
 
 
 def test_throttling_beyond_the_retries_is_transient(monkeypatch):
     monkeypatch.setattr("botocore.endpoint.time.sleep", lambda _seconds: None)
-
-    def answer(request: Any, **_: Any) -> botocore.awsrequest.AWSResponse:
-        return botocore.awsrequest.AWSResponse(request.url, 503, {}, RawBody(THROTTLED))
-
-    aws = AwsSession(ConnectionSettings(region="us-east-1", access_key="testing", secret_key="testing",
-                                        endpoint_url="http://127.0.0.1:9", max_attempts=2))
-    aws.client("ec2").meta.events.register("before-send.ec2", answer)
+    aws = answered_session(Answers([(503, THROTTLED)], repeat_last=True), max_attempts=2)
     before = elastic_ip.ElasticIp(EIP, ALLOC, "vpc", elastic_ip.EipHolder(ENI1, IP1, NODE1))
 
     with pytest.raises(AwsCallError) as failed:

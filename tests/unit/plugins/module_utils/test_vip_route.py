@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-import botocore.awsrequest
 import pytest
 
 from ec2ha_testkit.calls import operations, writes
-from ec2ha_testkit.wire import EC2_NS, THROTTLED, RawBody
+from ec2ha_testkit.wire import EC2_NS, THROTTLED, Answers, answered_session
 from ansible_collections.ec2ha.cluster.plugins.module_utils import vip_route
 from ansible_collections.ec2ha.cluster.plugins.module_utils.aws import (
     AwsCallError,
@@ -302,24 +301,15 @@ ENIS_XML = (f"<DescribeNetworkInterfacesResponse {EC2_NS}><requestId>r3</request
 def test_one_throttle_is_retried_by_botocore_and_the_monitor_sees_ok(monkeypatch):
     """Stubber bypasses botocore's retries, so answer at the HTTP layer (before-send) instead: the session's
     own retry config (standard mode) must retry the throttled request and the core must see success."""
-    answers = [(400, THROTTLED), (200, TABLES_XML), (200, ENIS_XML)]
-    sent: List[str] = []
+    answers = Answers([(400, THROTTLED), (200, TABLES_XML), (200, ENIS_XML)])
     delays: List[float] = []
     monkeypatch.setattr("botocore.endpoint.time.sleep", delays.append)  # no real backoff wait in a unit test
-
-    def answer(request: Any, **_: Any) -> botocore.awsrequest.AWSResponse:
-        sent.append(request.url)
-        status, body = answers.pop(0)
-        return botocore.awsrequest.AWSResponse(request.url, status, {}, RawBody(body))
-
-    aws = AwsSession(ConnectionSettings(region="us-east-1", access_key="testing", secret_key="testing",
-                                        endpoint_url="http://127.0.0.1:9", max_attempts=3))
-    aws.client("ec2").meta.events.register("before-send.ec2", answer)
+    aws = answered_session(answers)
 
     status = vip_route.monitor(aws, target(tables=RTBS[:1]))
 
     assert status.status == "ok"
-    assert len(sent) == 3 and answers == []            # the throttled request was sent again
+    assert len(answers.sent) == 3 and answers.answers == []   # the throttled request was sent again
     assert len(delays) == 1 and delays[0] >= 0          # after one backoff
     assert operations(aws) == ["describe_route_tables", "describe_network_interfaces"]
 
