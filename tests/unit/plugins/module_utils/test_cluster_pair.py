@@ -250,14 +250,18 @@ def test_a_run_that_fails_midway_is_finished_by_the_next(endpoint):
     assert again.as_dict()["nodes"] == result.as_dict()["nodes"]
 
 
-def test_a_rule_added_by_hand_is_removed_and_a_missing_one_restored(endpoint):
-    world = world_builder.build(endpoint, "us-east-1", "cq" + uuid.uuid4().hex[:6])
+def _adopted_pair(endpoint: str, prefix: str):
+    """A pair adopted from two world instances, converged once: (ec2 client, spec, group id)."""
+    world = world_builder.build(endpoint, "us-east-1", prefix + uuid.uuid4().hex[:6])
     aws = AwsSession(settings(endpoint))
-    ec2 = aws.client("ec2")
-    wanted = spec(name="rules" + uuid.uuid4().hex[:6],
+    wanted = spec(name=prefix + uuid.uuid4().hex[:6],
                   nodes=(cp.NodeSpec("n1", world["subnets"]["a"], instance_id=world["node1"]["id"]),
                          cp.NodeSpec("n2", world["subnets"]["b"], instance_id=world["node2"]["id"])))
-    group_id = cp.converge(aws, cp.resolve(aws, wanted)).as_dict()["security_group_id"]
+    return aws.client("ec2"), wanted, cp.converge(aws, cp.resolve(aws, wanted)).as_dict()["security_group_id"]
+
+
+def test_a_rule_added_by_hand_is_removed_and_a_missing_one_restored(endpoint):
+    ec2, wanted, group_id = _adopted_pair(endpoint, "rules")
     ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
          "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "by hand"}]}])
@@ -275,13 +279,7 @@ def test_a_rule_added_by_hand_is_removed_and_a_missing_one_restored(endpoint):
 
 def test_a_group_with_the_old_pcsd_and_node_ssh_rules_loses_them(endpoint):
     """A group made by an earlier release opened pcsd (2224) and SSH between the nodes: both go."""
-    world = world_builder.build(endpoint, "us-east-1", "co" + uuid.uuid4().hex[:6])
-    aws = AwsSession(settings(endpoint))
-    ec2 = aws.client("ec2")
-    wanted = spec(name="old" + uuid.uuid4().hex[:6],
-                  nodes=(cp.NodeSpec("n1", world["subnets"]["a"], instance_id=world["node1"]["id"]),
-                         cp.NodeSpec("n2", world["subnets"]["b"], instance_id=world["node2"]["id"])))
-    group_id = cp.converge(aws, cp.resolve(aws, wanted)).as_dict()["security_group_id"]
+    ec2, wanted, group_id = _adopted_pair(endpoint, "old")
     ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
          "UserIdGroupPairs": [{"GroupId": group_id, "Description": label}]}
