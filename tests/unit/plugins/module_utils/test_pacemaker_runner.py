@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import Completed, PacemakerError, Runner
 from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.state import dc_name, wait_for_dc
-from fakeclock import FakeClock  # beside this file: pytest puts its folder on the path
+from ec2ha_testkit.clock import FakeClock
 
 NO_DC = '<pacemaker-result><summary><current_dc present="false"/></summary></pacemaker-result>'
 DC = '<pacemaker-result><summary><current_dc present="true" name="alpha" id="1"/></summary></pacemaker-result>'
