@@ -81,7 +81,7 @@ demo: collection
 	$(PY) -m demo.cluster_demo
 
 demo-moto: collection
-	$(PY) demo/demo.py
+	PYTHONPATH=$(CURDIR)/tests/support $(PY) demo/demo.py
 
 clean:
 	-$(PY) -m lab down

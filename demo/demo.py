@@ -12,12 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(REPO / "tests" / "integration" / "targets" / "setup_world" / "files"))
+from ec2ha_testkit import moto_server, world  # the tests' support (make demo-moto puts it on PYTHONPATH)
 
-import moto_server  # noqa: E402  (test support, on the path above)
-import world  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 STATE = REPO / ".build" / "demo"
 

@@ -5,15 +5,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Callable, List, Mapping
 
 import pytest
 
-# roletools sits next to this file; the tests import it by name.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from roletools import Inventory, OfflineCib, require  # noqa: E402
+# roletools sits next to this file: pytest puts this folder (no __init__.py) on the path.
+from roletools import Inventory, OfflineCib, require
 
 
 @pytest.fixture
