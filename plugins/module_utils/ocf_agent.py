@@ -153,7 +153,6 @@ class DnsRecordAgent(Agent):
 AGENTS = {a.scenario: a for a in (VipRouteAgent, ElasticIpAgent, DnsRecordAgent)}
 
 
-
 def main(scenario: str, argv: Optional[List[str]] = None, env: Optional[Dict[str, str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:

@@ -332,8 +332,8 @@ def guard_pass(io: NodeIO, settings: Settings) -> Plan:
     attrs = {n: a for n in settings.nodes if (a := io.attr(n)) is not None}
     plan = decide(settings.mode, settings.self_name, peers, membership, io.rows(), io.ssn(), attrs, fencing)
     for done, action in enumerate(plan.actions):
-        if (isinstance(action, SetStandbyNames) and settings.mode == "sync" and action.value == ""
-                and not confirm_degrade(peers, membership, ring_before, io.ring())):
+        degrading = isinstance(action, SetStandbyNames) and settings.mode == "sync" and action.value == ""
+        if degrading and not confirm_degrade(peers, membership, ring_before, io.ring()):
             # The ring changed under the 0: the peer may not have it. Wait for fencing.
             return Plan(status="waiting-for-fencing", actions=plan.actions[:done])
         io.apply(action)
