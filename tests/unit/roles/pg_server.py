@@ -65,7 +65,7 @@ class Server:
 
     def psql(self, sql: str, **kw) -> subprocess.CompletedProcess:
         return as_postgres("psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-h", str(self.sock), "-p", str(self.port),
-                            "-d", "postgres", "-c", sql, **kw)
+                           "-d", "postgres", "-c", sql, **kw)
 
     def write_hba(self, host: str, extra: dict | None = None) -> None:
         (self.conf / "pg_hba.conf").write_text(self.inv.render(host, "replication", "pg_hba.conf.j2", extra))
@@ -95,7 +95,7 @@ def running_server() -> Iterator[Server]:
                               {**inv.common, "replication_pg_cluster": "ec2ha-test-none"})
         assert made.rc == 0, made.output[-3000:]
         init = as_postgres(str(BINDIR / "initdb"), "-D", str(srv.data), "-U", "postgres", "--auth-local=peer",
-                            "--auth-host=scram-sha-256")
+                           "--auth-host=scram-sha-256")
         assert init.returncode == 0, init.stderr
         # Debian's layout: configuration in its own directory, conf.d included.
         (srv.conf / "postgresql.conf").write_text(
@@ -105,8 +105,8 @@ def running_server() -> Iterator[Server]:
             inv.render("alpha", "replication", "postgresql-ec2ha.conf.j2"))
         srv.write_hba("alpha")
         started = as_postgres(str(BINDIR / "pg_ctl"), "-D", str(srv.data), "-o",
-                               f"-c config_file={srv.conf}/postgresql.conf", "-l", str(base / "log"), "-w",
-                               "-t", "30", "start")
+                              f"-c config_file={srv.conf}/postgresql.conf", "-l", str(base / "log"), "-w",
+                              "-t", "30", "start")
         assert started.returncode == 0, started.stdout + started.stderr + (base / "log").read_text()
         yield srv
     finally:
@@ -136,8 +136,6 @@ def role_task(file: str, name: str) -> dict:
             if inner.get("name") == name:
                 return inner
     raise AssertionError(f"no task {name!r} in {file}")
-
-
 
 
 def create_replication_role(server: Server) -> subprocess.CompletedProcess:

@@ -98,7 +98,7 @@ def test_standby_conninfo_authenticates_under_pacemakers_home(server):
     # runuser sets HOME to the target user's: put root's back as Pacemaker's children have it.
     as_pacemaker = ("env", "-u", "PGPASSWORD", "-u", "PGPASSFILE", "HOME=/root", "psql", "-XAtqw")
     stream = poll(lambda: (r := as_postgres(*as_pacemaker, dsn, "-c", "IDENTIFY_SYSTEM")).returncode == 0 and r,
-                   "a replication connection with the rendered primary_conninfo")
+                  "a replication connection with the rendered primary_conninfo")
     assert stream.stdout.count("|") == 3
     without = as_postgres(*as_pacemaker, dsn.replace(f"passfile={passfile}", ""), "-c", "IDENTIFY_SYSTEM")
     assert "no password supplied" in without.stderr

@@ -63,7 +63,7 @@ def test_replication_only_over_tls_and_the_peer_verified(server):
         assert "hostssl|replication|127.0.0.1|scram-sha-256" in rules and "hostssl|postgres|127.0.0.1|scram-sha-256" in rules
         # pg_rewind's connection with the fragment: TLS, the primary verified, bravo's certificate shown.
         rewind = poll(lambda: (r := _tcp(server, f"user=replicator dbname=postgres {tls}", SSL_OF_MY_BACKEND)
-                                ).returncode == 0 and r, "the hba reload")
+                               ).returncode == 0 and r, "the hba reload")
         ssl, version, client_dn = rewind.stdout.strip().split("|")
         assert (ssl, client_dn) == ("t", "/CN=bravo") and version in ("TLSv1.2", "TLSv1.3")
         stream = _tcp(server, f"user=replicator replication=true {tls}", "IDENTIFY_SYSTEM")
@@ -104,7 +104,7 @@ def test_clients_are_offered_tls_and_held_to_it_when_required(server, client_tls
         expected = "hostssl" if client_tls == "required" else "host"
         app = "user=app dbname=postgres"
         tls = poll(lambda: (r := _tcp(server, f"{app} sslmode=require", SSL_OF_MY_BACKEND, "app-pw")
-                             ).returncode == 0 and r, "the hba reload")
+                            ).returncode == 0 and r, "the hba reload")
         assert tls.stdout.startswith("t|")                      # TLS offered, whatever the setting
         rules = server.psql("SELECT type, address FROM pg_hba_file_rules").stdout.splitlines()
         assert rules[-1] == f"{expected}|127.0.0.1"
@@ -149,9 +149,9 @@ def test_standby_cloned_and_streaming_over_tls_with_the_rendered_conninfo(server
     source = f"host=127.0.0.1 port={server.port} user=replicator passfile={passfile} {tls}"
     try:
         poll(lambda: as_postgres("psql", "-XAtqw", source + " replication=true", "-c", "IDENTIFY_SYSTEM"
-                                   ).returncode == 0, "the hba reload")
+                                 ).returncode == 0, "the hba reload")
         clone = as_postgres(str(BINDIR / "pg_basebackup"), "-w", "-d", source, "-D", str(data), "-X", "stream",
-                             "-c", "fast")
+                            "-c", "fast")
         assert clone.returncode == 0, clone.stderr
         (conf / "postgresql.conf").write_text(
             f"data_directory = '{data}'\nhba_file = '{conf}/pg_hba.conf'\nident_file = '{data}/pg_ident.conf'\n"
@@ -162,7 +162,7 @@ def test_standby_cloned_and_streaming_over_tls_with_the_rendered_conninfo(server
         (data / "standby.signal").write_text("")
         os.chown(data / "standby.signal", pg.pw_uid, pg.pw_gid)
         started = as_postgres("env", "HOME=/root", str(BINDIR / "pg_ctl"), "-D", str(data), "-o",
-                               f"-c config_file={conf}/postgresql.conf", "-l", str(sb / "log"), "-w", "-t", "30", "start")
+                              f"-c config_file={conf}/postgresql.conf", "-l", str(sb / "log"), "-w", "-t", "30", "start")
         assert started.returncode == 0, started.stdout + started.stderr + (sb / "log").read_text()
         pid = int((data / "postmaster.pid").read_text().splitlines()[0])
         seen = poll(lambda: (server.psql(
