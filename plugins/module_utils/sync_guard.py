@@ -36,8 +36,8 @@ by Pacemaker instead of showing an old "sync".
 
 Layout: the settings (a JSON file the replication role writes), the typed actions, pure decision
 functions (``decide``, ``confirm_degrade``, ``stale_reason``), the node's I/O in one class
-(``NodeIO``), and the loop that joins them. Standard library only: the nodes run it under the
-system python3, installed by the recovery_kit role's ``node_code`` entry point.
+(``NodeIO``), and the loop that joins them. Standard library only (and local_postgres.py): the nodes run
+it under the system python3, installed by the recovery_kit role's ``node_code`` entry point.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ import argparse
 import dataclasses
 import json
 import os
-import pwd
 import signal
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+
+from ansible_collections.ec2ha.cluster.plugins.module_utils.local_postgres import LocalPostgres
 
 IN_SYNC_STATES = ("sync", "quorum")
 DEFAULT_SETTINGS = "/etc/ec2ha/pgsql-sync-guard.json"
@@ -252,12 +253,7 @@ class NodeIO:
 
     def _psql(self, *commands: str) -> str:
         s = self.settings
-        cmd = ["psql", "-XAtq", "-h", s.pghost, "-p", str(s.pgport), "-d", "postgres"]
-        for c in commands:
-            cmd += ["-c", c]
-        if pwd.getpwuid(os.getuid()).pw_name != s.pguser:
-            cmd = ["runuser", "-u", s.pguser, "--"] + cmd
-        return self._run(cmd).stdout
+        return LocalPostgres(s.pghost, s.pgport, s.pguser, s.command_timeout).run(*commands)
 
     def node_name(self) -> str:
         return self._run(["crm_node", "--name"]).stdout.strip()

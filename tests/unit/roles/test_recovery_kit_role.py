@@ -66,27 +66,42 @@ def test_an_endpoint_no_longer_wanted_leaves_with_its_constraints(inventory_fact
     assert root.find(".//primitive[@id='ec2ha-vip-route']") is not None
 
 
+def _installed_program(tmp_path: Path, name: str, module: str) -> Path:
+    """The node code as node_code installs it (only __recovery_kit_code under python_dir) and the
+    program.j2 executable, run by the node's interpreter (Debian's python3 and python3-boto3)
+    isolated: only the installed copy is on its path, not the checkout (the venv's .pth names it),
+    not Ansible."""
+    code = tmp_path / "python" / "ansible_collections" / "ec2ha" / "cluster" / "plugins" / "module_utils"
+    if not code.exists():
+        code.mkdir(parents=True)
+        for file in _kit()["__recovery_kit_code"]:
+            (code / file).write_bytes((ROLES.parent / "plugins" / "module_utils" / file).read_bytes())
+    shim = (ROLES / "recovery_kit" / "templates" / "program.j2").read_text()
+    shim = shim.replace("{{ recovery_kit_python_dir }}", str(tmp_path / "python")).replace("{{ item.name }}", name)
+    shim = shim.replace("{{ item.module }}", module).replace("{{ item.dir }}", str(tmp_path))
+    shim = shim.replace("{{ ansible_managed | default('Ansible managed') }}", "test")
+    shim = shim.replace("/usr/bin/python3 -c", "/usr/bin/python3 -I -c")
+    program = tmp_path / name
+    program.write_text(shim)
+    return program
+
+
 def test_agent_shim_runs_the_collection_code(tmp_path: Path) -> None:
     """The installed layout (code under python_dir/ansible_collections/...) answers meta-data."""
-    kit = _kit()
-    code = tmp_path / "python" / "ansible_collections" / "ec2ha" / "cluster" / "plugins" / "module_utils"
-    code.mkdir(parents=True)
-    for name in kit["__recovery_kit_code"]:
-        (code / name).write_bytes((ROLES.parent / "plugins" / "module_utils" / name).read_bytes())
-    shim = (ROLES / "recovery_kit" / "templates" / "program.j2").read_text()
-    shim = shim.replace("{{ recovery_kit_python_dir }}", str(tmp_path / "python")).replace("{{ item.name }}", "vip_route")
-    shim = shim.replace("{{ item.module }}", "ocf_agent")
-    shim = shim.replace("{{ ansible_managed | default('Ansible managed') }}", "test")
-    # A clean interpreter with only the installed copy on its path: no checkout, no Ansible needed.
-    # The node's interpreter (Debian's python3 and python3-boto3, as on a node), isolated: only the
-    # installed copy is on its path, not the checkout (the venv's .pth names it), not Ansible.
-    shim = shim.replace("/usr/bin/python3 -c", "/usr/bin/python3 -I -c")
-    agent = tmp_path / "vip_route"
-    agent.write_text(shim)
+    agent = _installed_program(tmp_path, "vip_route", "ocf_agent")
     done = subprocess.run(["sh", str(agent), "meta-data"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert ET.fromstring(done.stdout).get("name") == "vip_route"
+
+
+def test_the_sync_guard_runs_from_the_installed_node_code(tmp_path: Path) -> None:
+    """The replication role installs the guard through node_code: the same copy must hold all it imports."""
+    guard = _installed_program(tmp_path, "ec2ha-pgsql-sync-guard", "sync_guard")
+    done = subprocess.run(["sh", str(guard), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "--settings" in done.stdout
 
 
 def test_each_endpoint_forgets_its_failures_after_the_failure_timeout(inventory_factory, offline_cib):
