@@ -2,7 +2,8 @@
 # Copyright: ec2ha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Packaging promises no sanity test checks: `module_defaults: group/ec2ha.cluster.aws` covers every
-module, and every module takes the shared AWS options from the `ec2ha.cluster.aws` doc fragment;
+AWS module, and every AWS module takes the shared AWS options from the `ec2ha.cluster.aws` doc
+fragment, while the modules that run on a cluster node (Pacemaker, no AWS call) are in neither;
 ansible-builder reads files the collection ships (requirements.txt holding exactly what the plugins
 import, bindep.txt), the declared boto3/botocore minimums agree everywhere, development pins stay out
 of the tarball, and role docs render (make package-check runs the tools themselves)."""
@@ -20,6 +21,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
+# AWS modules are built on module_shell (the shared AWS options, one error boundary); the others
+# (cib_objects, switchover) run on a cluster node and call no AWS API.
+AWS_MODULES = [m for m in MODULES if "module_utils.module_shell import" in (
+    ROOT / "plugins" / "modules" / f"{m}.py").read_text()]
+NODE_MODULES = [m for m in MODULES if m not in AWS_MODULES]
 
 
 def aws_action_group() -> List[str]:
@@ -40,17 +46,26 @@ def test_collection_has_modules() -> None:
     assert MODULES, "plugins/modules holds no module"
 
 
-@pytest.mark.parametrize("name", MODULES)
+def test_the_node_modules_are_the_pacemaker_ones() -> None:
+    assert NODE_MODULES == ["cib_objects", "switchover"]
+
+
+@pytest.mark.parametrize("name", AWS_MODULES)
 def test_module_is_in_the_aws_action_group(name: str) -> None:
     assert name in aws_action_group(), f"meta/runtime.yml action_groups.aws lacks {name}"
 
 
 @pytest.mark.parametrize("name", aws_action_group())
-def test_action_group_entry_is_a_module(name: str) -> None:
-    assert name in MODULES, f"meta/runtime.yml action_groups.aws names {name}, which is not in plugins/modules"
+def test_action_group_entry_is_an_aws_module(name: str) -> None:
+    assert name in AWS_MODULES, f"meta/runtime.yml action_groups.aws names {name}, which is not an AWS module"
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", NODE_MODULES)
+def test_a_node_module_takes_no_aws_options(name: str) -> None:
+    assert "ec2ha.cluster.aws" not in module_documentation(name).get("extends_documentation_fragment", [])
+
+
+@pytest.mark.parametrize("name", AWS_MODULES)
 def test_module_takes_the_shared_aws_options(name: str) -> None:
     doc = module_documentation(name)
     assert doc["module"] == name
