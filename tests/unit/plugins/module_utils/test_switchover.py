@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2ha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The switchover's gates and its refusals on the real crm_mon and cibadmin over CIB files with a
+status section: each gate refuses with one sentence naming it and the value it read, and the CIB
+keeps its epoch; already there is no change; check mode plans the promotion with crm_simulate and
+writes nothing (issue 11). The move itself runs in the lab (tests/lab/pair)."""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ec2ha_testkit.cib_status import cib_with_status
+from ansible_collections.ec2ha.cluster.plugins.module_utils import switchover
+from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import Runner
+
+TOOLS = ("crm_mon", "cibadmin", "crm_simulate", "crm_resource")
+pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
+                                reason="needs the Pacemaker CLI tools (apt-get install pacemaker-cli-utils)")
+
+PRIMARY_ALPHA = {"alpha": [("pgsqld", "promote", 0, 0, ""), ("ec2ha-vip-route", "start", 0, 0, ""),
+                           ("fence-aws", "start", 0, 0, "")],
+                 "bravo": [("pgsqld", "start", 0, 0, "")]}
+PRIMARY_BRAVO = {"bravo": [("pgsqld", "promote", 0, 0, ""), ("ec2ha-vip-route", "start", 0, 0, ""),
+                           ("fence-aws", "start", 0, 0, "")],
+                 "alpha": [("pgsqld", "start", 0, 0, "")]}
+STREAMING = {"bravo": ("streaming", "quorum", 0)}
+
+
+class FileNode(switchover.Node):
+    """The switchover's node on a CIB file: this node's name and pg_stat_replication given."""
+
+    def __init__(self, spec, cib, local="alpha", replication=None):
+        super().__init__(spec, Runner(timeout=30, cib_file=str(cib)))
+        self.local, self.rows = local, STREAMING if replication is None else replication
+
+    def name(self):
+        return self.local
+
+    def replication(self):
+        return self.rows
+
+
+def _epoch(cib) -> tuple:
+    root = ET.parse(cib).getroot()
+    return root.get("epoch"), root.get("num_updates"), root.find("configuration/constraints") is not None and len(
+        root.find("configuration/constraints"))
+
+
+def _cib(tmp_path, history=None, online=None, **kw):
+    return cib_with_status(tmp_path / "cib.xml", online or {"alpha": True, "bravo": True},
+                           PRIMARY_ALPHA if history is None else history, **kw)
+
+
+def _refused(node, cib) -> str:
+    before = _epoch(cib)
+    with pytest.raises(switchover.SwitchoverError) as refused:
+        switchover.run(node, check_mode=False)
+    assert _epoch(cib) == before                       # nothing written
+    message = str(refused.value)
+    assert message.startswith("Switchover refused, gate ") and message.count("\n") == 0
+    assert [g for g in refused.value.gates if not g.ok]
+    return message
+
+
+def test_an_unknown_target_is_refused(tmp_path):
+    cib = _cib(tmp_path)
+    message = _refused(FileNode(switchover.SwitchoverSpec("charlie"), cib), cib)
+    assert "gate member: target charlie is not a member of the cluster (nodes: alpha, bravo)" in message
+
+
+def test_an_offline_target_is_refused(tmp_path):
+    cib = _cib(tmp_path, online={"alpha": True, "bravo": False})
+    assert "gate online and quorate: the cluster is not whole: offline bravo" in _refused(
+        FileNode(switchover.SwitchoverSpec("bravo"), cib, replication={}), cib)
+
+
+@pytest.mark.parametrize("properties, words", [
+    ({"maintenance-mode": "true"}, "gate cluster not in maintenance-mode"),
+    ({"stonith-enabled": "false"}, "gate fencing: fencing is not ready (stonith-enabled false"),
+])
+def test_cluster_options_are_gates(tmp_path, properties, words):
+    cib = _cib(tmp_path, properties=properties)
+    assert words in _refused(FileNode(switchover.SwitchoverSpec("bravo"), cib), cib)
+
+
+def test_a_stopped_fence_device_is_refused(tmp_path):
+    history = {**PRIMARY_ALPHA, "alpha": PRIMARY_ALPHA["alpha"][:2]}
+    cib = _cib(tmp_path, history=history)
+    assert "stopped fence-aws" in _refused(FileNode(switchover.SwitchoverSpec("bravo"), cib), cib)
+
+
+def test_it_runs_on_the_primary_only(tmp_path):
+    cib = _cib(tmp_path)
+    assert "gate one primary, on this node: the switchover runs on the primary's node: promoted on alpha, " \
+           "this is bravo" in _refused(FileNode(switchover.SwitchoverSpec("bravo"), cib, local="bravo"), cib)
+
+
+@pytest.mark.parametrize("row, force, words", [
+    (None, False, "bravo not in pg_stat_replication"),
+    (("streaming", "quorum", 4096), False, "bravo streaming, quorum, replay lag 4096 bytes (limit 0)"),
+    (("catchup", "potential", 0), True, "bravo catchup"),            # force skips the lag, not the streaming
+])
+def test_the_target_must_stream_within_the_lag(tmp_path, row, force, words):
+    cib = _cib(tmp_path)
+    node = FileNode(switchover.SwitchoverSpec("bravo", force=force), cib, replication={} if row is None else {
+        "bravo": row})
+    message = _refused(node, cib)
+    assert "gate target streaming within the lag" in message and words in message
+
+
+def test_force_lets_a_lagging_streaming_target_through_the_lag_gate(tmp_path):
+    cib = _cib(tmp_path)
+    node = FileNode(switchover.SwitchoverSpec("bravo", force=True), cib, replication={
+        "bravo": ("streaming", "quorum", 10 ** 9)})
+    outcome = switchover.run(node, check_mode=True)
+    lag = next(g for g in outcome.gates if g.name == "target streaming within the lag")
+    assert lag.ok and "force: lag not checked" in lag.value
+
+
+def test_a_failed_endpoint_action_is_refused(tmp_path):
+    history = {**PRIMARY_ALPHA, "alpha": PRIMARY_ALPHA["alpha"] + [("ec2ha-vip-route", "monitor", 1, 10000, "gone")]}
+    cib = _cib(tmp_path, history=history)
+    assert "gate no failed actions: failed actions to clean up first: ec2ha-vip-route monitor on alpha" in _refused(
+        FileNode(switchover.SwitchoverSpec("bravo"), cib), cib)
+
+
+def test_a_leftover_cli_constraint_is_refused(tmp_path):
+    cib = _cib(tmp_path)
+    Runner(timeout=30, cib_file=str(cib)).run(["crm_resource", "--resource", "pgsqld-clone", "--ban", "--node",
+                                               "alpha", "--promoted"])
+    message = _refused(FileNode(switchover.SwitchoverSpec("bravo"), cib), cib)
+    assert "gate no leftover move constraint: a move constraint is left from an earlier move: " \
+           "cli-ban-pgsqld-clone-on-alpha (pgsqld-clone on alpha)" in message
+
+
+def test_already_there_is_no_change(tmp_path):
+    cib = _cib(tmp_path, history=PRIMARY_BRAVO)
+    before = _epoch(cib)
+    outcome = switchover.run(FileNode(switchover.SwitchoverSpec("bravo"), cib, local="bravo", replication={}),
+                             check_mode=False)
+    assert not outcome.changed and outcome.before.as_dict() == outcome.after.as_dict() == {
+        "primary": "bravo", "endpoints": {"ec2ha-vip-route": "bravo"}}
+    assert _epoch(cib) == before
+
+
+def test_check_mode_runs_every_gate_and_plans_the_promotion(tmp_path):
+    cib = _cib(tmp_path)
+    before = _epoch(cib)
+    outcome = switchover.run(FileNode(switchover.SwitchoverSpec("bravo"), cib), check_mode=True)
+    assert outcome.changed and all(g.ok for g in outcome.gates) and len(outcome.gates) == 9
+    assert any("-> Promoted bravo" in line for line in outcome.planned), outcome.planned
+    assert outcome.after.as_dict() == {"primary": "bravo", "endpoints": {"ec2ha-vip-route": "bravo"}}
+    assert _epoch(cib) == before
