@@ -47,8 +47,11 @@ def test_each_endpoint_follows_the_promoted_postgresql(inventory_factory, offlin
         assert (colocation.get("with-rsc"), colocation.get("with-rsc-role")) == ("pgsqld-clone", "Promoted")
         after = root.find(f".//constraints/rsc_order[@id='{rid}-after-promote']")
         assert (after.get("first-action"), after.get("then-action")) == ("promote", "start")
-        before = root.find(f".//constraints/rsc_order[@id='{rid}-before-demote']")
-        assert (before.get("first"), before.get("then-action")) == (rid, "demote")
+        # Stopped only after the demotion: the standby streams the shutdown checkpoint over the VIP.
+        stop = root.find(f".//constraints/rsc_order[@id='{rid}-after-demote']")
+        assert (stop.get("first"), stop.get("first-action"), stop.get("then"), stop.get("then-action")) == (
+            "pgsqld-clone", "demote", rid, "stop")
+        assert root.find(f".//constraints/rsc_order[@id='{rid}-before-demote']") is None
     assert _nvpairs(root.find(".//primitive[@id='ec2ha-vip-route']"))["vip"] == "192.168.100.10"
     assert _nvpairs(root.find(".//primitive[@id='ec2ha-dns-record']"))["record"] == "primary"
     # Idempotent: the same push again changes nothing.
@@ -150,9 +153,14 @@ def test_a_1_0_cluster_loses_its_old_endpoint_ids_in_the_same_patch(inventory_fa
         subprocess.run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
                         f'<rsc_colocation id="{rid}-with-promoted" rsc="{rid}" with-rsc="pgsqld-clone" '
                         'with-rsc-role="Promoted" score="INFINITY"/>'], env=env, check=True, capture_output=True)
+        subprocess.run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                        f'<rsc_order id="{rid}-before-demote" first="{rid}" first-action="stop" then="pgsqld-clone" '
+                        'then-action="demote" kind="Mandatory" symmetrical="false"/>'], env=env, check=True,
+                       capture_output=True)
     assert cib.push(*_scripts(inventory_factory, **ENDPOINTS)) == "patched"
     root = ET.parse(cib.live).getroot()
     for rid in ("ec2ha-vip", "ec2ha-eip", "ec2ha-dns"):
         assert root.find(f".//primitive[@id='{rid}']") is None
         assert root.find(f".//rsc_colocation[@id='{rid}-with-promoted']") is None
+        assert root.find(f".//rsc_order[@id='{rid}-before-demote']") is None
     assert root.find(".//primitive[@id='ec2ha-vip-route']") is not None
