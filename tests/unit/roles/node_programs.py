@@ -16,11 +16,17 @@ COLLECTIONS = REPO / ".build" / "collections"
 PROGRAM = REPO / "roles" / "recovery_kit" / "templates" / "program.j2"
 
 
+def render_program(name: str, module: str, python_dir: Path = COLLECTIONS) -> str:
+    """program.j2 as the role writes it for the program ``name`` running ``module``.main, with the
+    node code under ``python_dir``."""
+    return (PROGRAM.read_text().replace("{{ recovery_kit_python_dir }}", str(python_dir))
+            .replace("{{ item.module }}", module).replace("{{ item.name }}", name)
+            .replace("{{ ansible_managed | default('Ansible managed') }}", "test"))
+
+
 def program_command(name: str, module: str, *args: str) -> List[str]:
     """argv of the program ``name`` (running ``module``.main) as program.j2 writes it."""
-    code = re.search(r"-c '([^']+)'", PROGRAM.read_text()).group(1)
-    code = (code.replace("{{ recovery_kit_python_dir }}", str(COLLECTIONS))
-            .replace("{{ item.module }}", module).replace("{{ item.name }}", name))
+    code = re.search(r"-c '([^']+)'", render_program(name, module)).group(1)
     return ["/usr/bin/python3", "-c", code, *args]
 
 

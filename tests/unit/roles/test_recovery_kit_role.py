@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
+from node_programs import render_program
 from roletools import ROLES, defaults
 
 ENDPOINTS = {"recovery_kit_vip_route_vip": "192.168.100.10", "recovery_kit_elastic_ip_public_ip": "203.0.113.25",
@@ -79,11 +80,7 @@ def _installed_program(tmp_path: Path, name: str, module: str) -> Path:
         code.mkdir(parents=True)
         for file in _kit()["__recovery_kit_code"]:
             (code / file).write_bytes((ROLES.parent / "plugins" / "module_utils" / file).read_bytes())
-    shim = (ROLES / "recovery_kit" / "templates" / "program.j2").read_text()
-    shim = shim.replace("{{ recovery_kit_python_dir }}", str(tmp_path / "python")).replace("{{ item.name }}", name)
-    shim = shim.replace("{{ item.module }}", module).replace("{{ item.dir }}", str(tmp_path))
-    shim = shim.replace("{{ ansible_managed | default('Ansible managed') }}", "test")
-    shim = shim.replace("/usr/bin/python3 -c", "/usr/bin/python3 -I -c")
+    shim = render_program(name, module, tmp_path / "python").replace("/usr/bin/python3 -c", "/usr/bin/python3 -I -c")
     program = tmp_path / name
     program.write_text(shim)
     return program
