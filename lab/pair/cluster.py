@@ -254,6 +254,16 @@ def ssh(s: Settings, address: str, command: str, timeout: float = 30) -> subproc
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def answers_ssh(s: Settings, address: str, timeout: float = 10) -> bool:
+    """True once the host runs a command over SSH. A host still booting can accept the TCP
+    connection and then say nothing for longer than ConnectTimeout (seen in CI under load: ssh
+    hung past its 10 s limit and the wait around it died of TimeoutExpired): that is "not yet"."""
+    try:
+        return ssh(s, address, "true", timeout=timeout).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def promoted_node(s: Settings, via: Optional[List[str]] = None) -> Optional[str]:
     """The node name Pacemaker runs the promoted PostgreSQL on, asked of any reachable node."""
     for address in via or [node[2] for node in NODES]:

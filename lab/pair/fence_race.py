@@ -112,7 +112,7 @@ def restart_standby(s: cluster.Settings, node: str, timeout: float = 180) -> Non
     """A fenced standby boots without its cluster stack (it is not started at boot, for the sake of
     fenced primaries); its data is a standby's, so starting the stack is all its rejoin needs."""
     address = cluster.node_address(node)
-    helpers.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
+    helpers.wait_for(lambda: cluster.answers_ssh(s, address),
                      120, 1, f"{node} to answer over SSH")
     done = cluster.ssh(s, address, "service corosync start && service pacemaker start", timeout=60)
     if done.returncode != 0:

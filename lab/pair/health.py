@@ -93,7 +93,7 @@ def run_rejoin(s: cluster.Settings, node: str, extra: Optional[List[str]] = None
     if cluster.instance_state(s, node) == "stopped":
         cluster.start_instance(s, node)
     address = cluster.node_address(node)
-    helpers.wait_for(lambda: cluster.ssh(s, address, "true", timeout=10).returncode == 0,
+    helpers.wait_for(lambda: cluster.answers_ssh(s, address),
                      120, 1, f"{node} to answer over SSH")
     return cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
                                 extra=["-e", f"ec2ha_rejoin_node={node}", *(extra or [])])

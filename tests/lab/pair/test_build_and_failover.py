@@ -104,7 +104,7 @@ def rejoin_cut_off(failover, pair):
     if cluster.instance_state(pair, failed) == "stopped":
         cluster.start_instance(pair, failed)
     controldata = f"/usr/lib/postgresql/15/bin/pg_controldata {cluster_state.PGDATA}"
-    wait_for(lambda: cluster.ssh(pair, cluster.node_address(failed), "true", timeout=10).returncode == 0,
+    wait_for(lambda: cluster.answers_ssh(pair, cluster.node_address(failed)),
              120, 1, f"{failed} to answer over SSH")
     before = cluster_state.run(pair, failed, controldata)
     partition.cut([cluster.node_eni(pair, n) for n in (failed, failover.survivor)])
@@ -169,21 +169,21 @@ def rerun_after_failover(rejoined, failover, pair):
     """site.yml again after the failover, with the route of one route table deleted (endpoint_info
     then reports no single holder of the VIP) and the clone renamed (the replication bootstrap
     then runs as on a first build-out). Maintenance mode keeps the agents from repairing the
-    route first. Returns the run, the CIB epochs and the rows before and after."""
+    route first. Returns the run, the CIB configuration and the rows before and after."""
     primary = failover.survivor
     cluster_state.run(pair, primary, "crm_attribute --type crm_config --name maintenance-mode --update true")
     try:
         ec2 = pair.client("ec2")
         ec2.delete_route(RouteTableId=pair.route_tables[0], DestinationCidrBlock=f"{cluster.VIP}/32")
         rows = cluster_state.sql(pair, primary, "SELECT count(*) FROM ticks")
-        epoch = cluster_state.cib_epoch(pair, primary)
+        config = cluster_state.cib_written_by_us(pair, primary)
         run = cluster.run_playbook("playbooks/site.yml", pair, log=cluster.WORK_DIR / "test-site-renamed.log",
                                    extra=["-e", "replication_clone_id=pgsqld-renamed"])
-        after = (cluster_state.cib_epoch(pair, primary), cluster_state.sql(pair, primary, "SELECT count(*) FROM ticks"),
+        after = (cluster_state.cib_written_by_us(pair, primary), cluster_state.sql(pair, primary, "SELECT count(*) FROM ticks"),
                  cluster.endpoint_holders(pair))
     finally:
         cluster_state.run(pair, primary, "crm_attribute --type crm_config --name maintenance-mode --delete")
-    return run, (epoch, rows), after
+    return run, (config, rows), after
 
 
 def test_rerun_after_failover_puts_endpoints_on_the_current_primary(rerun_after_failover, failover):
@@ -196,14 +196,14 @@ def test_rerun_after_failover_puts_endpoints_on_the_current_primary(rerun_after_
 def test_rerun_after_failover_never_empties_the_new_primary(rerun_after_failover, failover, pair):
     # Before: the bootstrap ran on the node that is not replication_hosts[0] (the new primary),
     # emptied its data directory and copied the stale peer.
-    run, (epoch, rows), (epoch_after, rows_after, _holders) = rerun_after_failover
+    run, (config, rows), (config_after, rows_after, _holders) = rerun_after_failover
     first = cluster.NODES[0][0]                              # replication_hosts[0]
     assert failover.failed == first != failover.survivor
     assert run.rc != 0
     assert f"{failover.survivor}'s /var/lib/postgresql/15/main was promoted (timeline" in run.output
     assert "it may hold the newest data; nothing was deleted" in run.output
     assert rows_after == rows and int(rows) > 0
-    assert epoch_after == epoch                              # the CIB was not touched
+    assert config_after == config         # the configuration site.yml would write was not touched
     assert health.pair_roles(pair).get(failover.survivor) == "Promoted"
 
 
