@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import datetime
 import os
-import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET  # nosec B405 - crm_mon's own output
@@ -19,9 +17,8 @@ from typing import Dict, List, Optional
 
 from lab import helpers, topology
 from lab.emulator import lifecycle
-from lab.pair import client, cluster
+from lab.pair import client, cluster, pacemaker_log
 
-LOG = "/var/log/pacemaker/pacemaker.log"
 
 
 def ensure_cluster(log_name: str = "site.log") -> cluster.Settings:
@@ -115,25 +112,10 @@ def log_events(s: cluster.Settings, survivor: str, failed: str, since: float) ->
     patterns = {
         "lost": rf"Node {failed} state is now lost",
         "fenced": rf"Operation '\w+' .*targeting {failed} .*(OK|ok)",
-        "promoted": rf"Result of promote operation for pgsqld on {survivor}: ok",
-        **{kind: rf"Result of start operation for {resource} on {survivor}: ok"
-           for kind, resource in cluster.RESOURCES.items()},
+        "promoted": pacemaker_log.succeeded("promote", "pgsqld", survivor),
+        **{kind: pacemaker_log.succeeded("start", resource, survivor) for kind, resource in cluster.RESOURCES.items()},
     }
-    out = cluster.ssh(s, cluster.node_address(survivor), f"tail -n 3000 {LOG}", timeout=20).stdout
-    year = datetime.datetime.now().year
-    found: Dict[str, Optional[float]] = {name: None for name in patterns}
-    for line in out.splitlines():
-        stamp = line[:19]
-        try:
-            when = datetime.datetime.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S.%f").timestamp()
-        except ValueError:
-            continue
-        if when < since:
-            continue
-        for name, pattern in patterns.items():
-            if found[name] is None and re.search(pattern, line):
-                found[name] = when
-    return found
+    return pacemaker_log.first_events(s, survivor, patterns, since)
 
 
 def who_serves(ns: str, host: str) -> Optional[str]:
