@@ -152,7 +152,8 @@ def _input_errors(inputs: Mapping[str, Any]) -> List[str]:
         if ftype not in ("string", "boolean"):
             errors.append(f"field {fid}: type {ftype!r} is not string or boolean")
             continue
-        if "default" in field and type(field["default"]) is not {"string": str, "boolean": bool}[ftype]:
+        # AWX compares the default's type exactly; only a bool is a boolean, and a bool is no string.
+        if "default" in field and not isinstance(field["default"], {"string": str, "boolean": bool}[ftype]):
             errors.append(f"{field['default']} is not a {ftype}")
         if field.get("format") not in (None, "ssh_private_key", "url"):
             errors.append(f"field {fid}: format {field['format']!r} is not ssh_private_key or url")

@@ -180,11 +180,11 @@ def answer_errors(question: Mapping[str, Any], answers: Mapping[str, Any], valid
             return [f"Value {value} for '{name}' expected to be a string."]
         return _length_errors(question, value)
     if qtype == "integer":
-        if type(value) is not int:  # AWX compares the type exactly here: True is no integer answer
+        if isinstance(value, bool) or not isinstance(value, int):  # AWX compares the type exactly: True is no integer
             return [f"Value {value} for '{name}' expected to be an integer."]
         return _range_errors(question, value, int)
     if qtype == "float":
-        if type(value) not in (float, int):
+        if isinstance(value, bool) or not isinstance(value, (float, int)):
             return [f"Value {value} for '{name}' expected to be a numeric type."]
         return _range_errors(question, value, float)
     choices = choice_list(question.get("choices"))

@@ -95,6 +95,7 @@ def test_a_stored_password_default_may_stay_encrypted():
     ({"ec2ha_switchover_target": 2}, "expected to be a string"),
     ({"ec2ha_switchover_target": "pg2", "ec2ha_switchover_max_lag_bytes": -1}, "too small (must be at least 0)"),
     ({"ec2ha_switchover_target": "pg2", "ec2ha_switchover_max_lag_bytes": "0"}, "expected to be an integer"),
+    ({"ec2ha_switchover_target": "pg2", "ec2ha_switchover_max_lag_bytes": True}, "expected to be an integer"),
     ({"ec2ha_switchover_target": "pg2", "ec2ha_switchover_force": True}, "expected to be one of ['false', 'true']"),
     ({"ec2ha_switchover_target": "pg2", "ec2ha_switchover_tiemout": 5}, "Variables ec2ha_switchover_tiemout are not allowed on launch"),
 ])
