@@ -35,6 +35,8 @@ from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner imp
 from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.state import ClusterState, read_state
 
 POLL_SECONDS = 0.25
+LAG_READINGS = 10             # the lag gate's readings of pg_stat_replication (Node.replication)
+LAG_INTERVAL = 0.1
 ENDPOINT_AGENT_PREFIX = "ocf:ec2ha:"
 Replication = Dict[str, Tuple[str, str, int]]      # application_name -> (state, sync_state, replay lag bytes)
 
@@ -178,8 +180,9 @@ def refusal(gates: List[Gate]) -> Optional[str]:
 class Node:
     """What the switchover reads and changes from the primary's node."""
 
-    def __init__(self, spec: SwitchoverSpec, runner: Runner, postgres: Optional[LocalPostgres] = None) -> None:
-        self.spec, self.runner = spec, runner
+    def __init__(self, spec: SwitchoverSpec, runner: Runner, postgres: Optional[LocalPostgres] = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.spec, self.runner, self.sleep = spec, runner, sleep
         self.constraints = Constraints(runner)
         self.postgres = postgres or LocalPostgres(spec.pghost, spec.pgport)
 
@@ -190,6 +193,25 @@ class Node:
         return read_state(self.runner)
 
     def replication(self) -> Replication:
+        """pg_stat_replication, each standby at its least lag over up to LAG_READINGS readings
+        LAG_INTERVAL s apart, stopping once the target is within max_lag_bytes. Under a steady stream
+        of commits the standby is a few bytes behind at any single instant (seen in the lab: replay
+        lag 56 bytes under one insert per 50 ms, sync mode), so one reading refused every switchover
+        of a busy database; a standby that is really behind stays behind in every reading."""
+        best: Replication = {}
+        for reading in range(LAG_READINGS):
+            rows = self.replication_reading()
+            for name, row in rows.items():
+                if name not in best or row[2] < best[name][2]:
+                    best[name] = row
+            target = best.get(self.spec.target)
+            if not rows or (target is not None and target[2] <= self.spec.max_lag_bytes):
+                break
+            if reading + 1 < LAG_READINGS:
+                self.sleep(LAG_INTERVAL)
+        return best
+
+    def replication_reading(self) -> Replication:
         try:
             rows = self.postgres.rows("SELECT application_name, state, sync_state, "
                                       "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), -1)::bigint "

@@ -155,3 +155,38 @@ def test_check_mode_runs_every_gate_and_plans_the_promotion(tmp_path):
     assert any("-> Promoted bravo" in line for line in outcome.planned), outcome.planned
     assert outcome.after.as_dict() == {"primary": "bravo", "endpoints": {"ec2ha-vip-route": "bravo"}}
     assert _epoch(cib) == before
+
+
+class ReadingsNode(switchover.Node):
+    """pg_stat_replication as a sequence of readings (the last one repeats); sleeps recorded."""
+
+    def __init__(self, spec, readings):
+        self.slept = []
+        super().__init__(spec, Runner(timeout=30), sleep=self.slept.append)
+        self.readings, self.read = readings, 0
+
+    def replication_reading(self):
+        self.read += 1
+        return self.readings[min(self.read, len(self.readings)) - 1]
+
+
+def test_the_lag_gate_takes_the_least_lag_of_several_readings():
+    # Before: one reading; under a steady write load the standby was 56 bytes behind at that
+    # instant (the lab) and every switchover of a busy database was refused with limit 0.
+    busy = [{"bravo": ("streaming", "quorum", 56)}, {"bravo": ("streaming", "quorum", 120)},
+            {"bravo": ("streaming", "quorum", 0)}]
+    node = ReadingsNode(switchover.SwitchoverSpec("bravo"), busy)
+    assert node.replication() == {"bravo": ("streaming", "quorum", 0)}
+    assert node.read == 3 and node.slept == [switchover.LAG_INTERVAL] * 2
+
+
+def test_a_standby_really_behind_stays_refused_after_every_reading():
+    behind = [{"bravo": ("streaming", "quorum", 9000)}, {"bravo": ("streaming", "quorum", 8000)}]
+    node = ReadingsNode(switchover.SwitchoverSpec("bravo"), behind)
+    assert node.replication() == {"bravo": ("streaming", "quorum", 8000)}
+    assert node.read == switchover.LAG_READINGS and len(node.slept) == switchover.LAG_READINGS - 1
+
+
+def test_no_standby_at_all_is_read_once():
+    node = ReadingsNode(switchover.SwitchoverSpec("bravo"), [{}])
+    assert node.replication() == {} and node.read == 1
