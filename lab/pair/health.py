@@ -20,7 +20,6 @@ from lab.emulator import lifecycle
 from lab.pair import client, cluster, pacemaker_log
 
 
-
 def ensure_cluster(log_name: str = "site.log") -> cluster.Settings:
     """The lab up and the pair built by playbooks/site.yml (a no-op run when it is)."""
     info = lifecycle.lab_info()
