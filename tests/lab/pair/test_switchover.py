@@ -1,18 +1,24 @@
 """A planned switchover through playbooks/switchover.yml, a client writing numbered rows through
-the VIP the whole time (issue 11, first part): the primary and all three endpoints move and back,
-every acknowledged row is present, no two servers take writes at once, no move constraint is
-left, the old primary streams in sync again; the same target again changes nothing; a leftover
-cli- constraint is refused with the CIB unchanged; check mode changes nothing."""
+the VIP the whole time (issue 11): the primary and all three endpoints move and back (the VIP
+from e2h-client, the EIP from e2h-internet, the record from e2h-onprem reach the target), every
+acknowledged row is present, no two servers take writes at once, no move constraint is left, the
+old primary streams in sync again; the same target again changes nothing; check mode changes
+nothing; every gate a user meets is refused with the CIB unchanged: a leftover cli- constraint,
+an unknown target, maintenance-mode, a target whose replay is paused (lagging), a target powered
+off (last: the node is rejoined after)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import time
 
 import pytest
 
-from lab.helpers import wait_for
+from lab import topology
+from lab.emulator.dataplane import probe
+from lab.helpers import poll, wait_for
 from lab.pair import client, cluster, cluster_state, health
 
 
@@ -46,6 +52,27 @@ def _moves_left(pair, node: str) -> list:
                       cluster_state.run(pair, node, "cibadmin --query --scope constraints"))
 
 
+def _resolves(ns: str, name: str) -> list:
+    try:
+        return list(probe.resolve(ns, name.rstrip(".")).addresses)
+    except probe.ProbeError:
+        return []
+
+
+def _refused(pair, target: str, gate: str, log: str) -> cluster.PlaybookRun:
+    """The switchover to `target` refused at `gate`, the CIB and the primary as they were."""
+    primary = cluster.promoted_node(pair)
+    epoch = cluster_state.cib_epoch(pair, primary)
+    run = _switchover(pair, target, log=log)
+    print(f"\nrefusal ({gate}): " + next((line.strip() for line in run.output.splitlines()
+                                          if "Switchover refused" in line), "none printed"))
+    assert run.rc != 0
+    assert f"Switchover refused, gate {gate}: " in run.output, run.output[-3000:]
+    assert cluster_state.cib_epoch(pair, primary) == epoch
+    assert cluster.promoted_node(pair) == primary
+    return run
+
+
 def _one_writer_at_a_time(writes) -> bool:
     """Acknowledged writes, in order of their start, never switch server back and forth."""
     servers = [w.server for w in sorted((w for w in writes if w.ok), key=lambda w: w.t0)]
@@ -73,7 +100,9 @@ def test_switchover_there_and_back_under_writes(clean_pair):
         assert _one_writer_at_a_time(writer.snapshot())
         assert cluster.promoted_node(pair) == target
         assert cluster.endpoint_holders(pair) == {"vip": target, "eip": target, "dns": target}
-        assert health.who_serves("e2h-client", cluster.VIP) == target
+        assert health.who_serves(topology.CLIENT_NS, cluster.VIP) == target
+        assert poll(lambda: health.who_serves(topology.INTERNET_NS, pair.public_ip) == target, 30, 0.5)
+        assert poll(lambda: _resolves(topology.ONPREM_NS, cluster.RECORD) == [cluster.node_address(target)], 30, 0.5)
         assert _moves_left(pair, target) == []
         assert f"promoted {target}" in timeline and f"{source} in sync" in timeline, record
         assert record["before"]["primary"] == source and record["after"]["primary"] == target
@@ -110,3 +139,66 @@ def test_a_leftover_cli_constraint_is_refused_and_check_mode_changes_nothing(cle
         assert cluster.promoted_node(pair) == primary
     finally:
         cluster_state.run(pair, primary, "crm_resource --resource pgsqld-clone --clear")
+
+
+def test_an_unknown_target_is_refused(clean_pair):
+    run = _refused(clean_pair, "pg9", "member", "switchover-unknown.log")
+    assert "target pg9 is not a member of the cluster (nodes: pg1, pg2)" in run.output
+
+
+def test_maintenance_mode_is_refused(clean_pair):
+    pair = clean_pair
+    primary, standby = cluster.primary_and_standby(pair)
+    cluster_state.run(pair, primary, "crm_attribute --type crm_config --name maintenance-mode --update true")
+    try:
+        run = _refused(pair, standby, "cluster not in maintenance-mode", "switchover-maintenance.log")
+        assert "Pacemaker would not move anything" in run.output
+    finally:
+        cluster_state.run(pair, primary, "crm_attribute --type crm_config --name maintenance-mode --delete")
+    wait_for(lambda: health.healthy(pair), 60, 1, "the pair managed again")
+
+
+def _replay_lag(pair, primary: str, standby: str) -> int:
+    out = cluster_state.sql(pair, primary, "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), -1)"
+                                           f"::bigint FROM pg_stat_replication WHERE application_name = '{standby}'")
+    return int(out or -1)
+
+
+def test_a_lagging_target_is_refused(clean_pair):
+    # Replay paused on the standby: it still receives and flushes (commits are acknowledged in
+    # sync mode), but what it shows is behind the primary; promoting it now would wait on replay.
+    pair = clean_pair
+    primary, standby = cluster.primary_and_standby(pair)
+    cluster_state.sql(pair, standby, "SELECT pg_wal_replay_pause()")
+    try:
+        cluster_state.sql(pair, primary, "CREATE TABLE IF NOT EXISTS lag_probe (i int); INSERT INTO lag_probe VALUES (1)")
+        wait_for(lambda: _replay_lag(pair, primary, standby) > 0, 30, 0.5, f"{standby}'s replay behind")
+        run = _refused(pair, standby, "target streaming within the lag", "switchover-lagging.log")
+        assert "bytes (limit 0)" in run.output
+    finally:
+        cluster_state.sql(pair, standby, "SELECT pg_wal_replay_resume()")
+    wait_for(lambda: _replay_lag(pair, primary, standby) == 0, 60, 0.5, f"{standby} replayed again")
+
+
+def test_a_target_powered_off_is_refused(clean_pair):
+    # Last in this file: the target is rejoined afterwards (playbooks/rejoin.yml).
+    pair = clean_pair
+    primary, standby = cluster.primary_and_standby(pair)
+    cluster.stop_instance(pair, standby)
+    try:
+        wait_for(lambda: health.pair_roles(pair).get(standby) is None, 120, 1, f"{standby} gone from the cluster")
+        # The sync guard degrades replication once the lost node is fenced (a permanent attribute:
+        # the epoch moves); wait until the CIB has settled before reading it.
+        wait_for(lambda: health.node_attribute(pair, primary, primary, "ec2ha-pgsql-replication", "reboot") == "degraded",
+                 120, 1, "replication degraded on the primary")
+        wait_for(lambda: _epoch_still(pair, primary), 60, 0, "the CIB settled")
+        run = _refused(pair, standby, "online and quorate", "switchover-offline.log")
+        assert f"offline {standby}" in run.output
+    finally:
+        health.rejoin(pair, standby)
+
+
+def _epoch_still(pair, node: str, seconds: float = 5) -> bool:
+    before = cluster_state.cib_epoch(pair, node)
+    time.sleep(seconds)
+    return cluster_state.cib_epoch(pair, node) == before
