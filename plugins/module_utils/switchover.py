@@ -197,15 +197,15 @@ class Node:
         LAG_INTERVAL s apart, stopping once the target is within max_lag_bytes. Under a steady stream
         of commits the standby is a few bytes behind at any single instant (seen in the lab: replay
         lag 56 bytes under one insert per 50 ms, sync mode), so one reading refused every switchover
-        of a busy database; a standby that is really behind stays behind in every reading."""
+        of a busy database; a standby that is really behind stays behind in every reading. A target
+        that is not a standby of this node at all (already the primary, unknown) is read once."""
         best: Replication = {}
         for reading in range(LAG_READINGS):
-            rows = self.replication_reading()
-            for name, row in rows.items():
+            for name, row in self.replication_reading().items():
                 if name not in best or row[2] < best[name][2]:
                     best[name] = row
             target = best.get(self.spec.target)
-            if not rows or (target is not None and target[2] <= self.spec.max_lag_bytes):
+            if target is None or target[2] <= self.spec.max_lag_bytes:
                 break
             if reading + 1 < LAG_READINGS:
                 self.sleep(LAG_INTERVAL)

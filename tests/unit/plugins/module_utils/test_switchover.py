@@ -190,3 +190,10 @@ def test_a_standby_really_behind_stays_refused_after_every_reading():
 def test_no_standby_at_all_is_read_once():
     node = ReadingsNode(switchover.SwitchoverSpec("bravo"), [{}])
     assert node.replication() == {} and node.read == 1
+
+
+def test_a_target_that_is_no_standby_here_is_read_once():
+    # Before: the target already primary (the idempotent re-run) or unknown cost all ten readings,
+    # a second on every changed=false run, because another standby was listed.
+    node = ReadingsNode(switchover.SwitchoverSpec("alpha"), [{"bravo": ("streaming", "quorum", 56)}])
+    assert node.replication() == {"bravo": ("streaming", "quorum", 56)} and node.read == 1 and node.slept == []
