@@ -18,7 +18,6 @@ from typing import Dict, List, Optional
 
 from lab import helpers, topology
 from lab.emulator import lifecycle
-from lab.emulator.dataplane import probe
 from lab.pair import client, cluster, health
 
 
@@ -80,8 +79,8 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
     timeline.eip_serves = _first(lambda: health.who_serves(topology.INTERNET_NS, s.public_ip), 30)
     survivor_ip = cluster.node_address(survivor)
     timeline.dns_answer = list(_first(
-        lambda: _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")) == (survivor_ip,)
-        and (survivor_ip,), 30) or _resolve(topology.ONPREM_NS, cluster.RECORD.rstrip(".")))
+        lambda: health.resolves(topology.ONPREM_NS, cluster.RECORD) == (survivor_ip,)
+        and (survivor_ip,), 30) or health.resolves(topology.ONPREM_NS, cluster.RECORD))
     timeline.failed_state_after = cluster.instance_state(s, failed)
     # Last: the endpoints seen from outside above may have moved after the client's writes resumed.
     events = health.log_events(s, survivor, failed, at)
@@ -161,13 +160,6 @@ def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90)
 def _first(predicate, timeout: float):
     """The predicate's first truthy value within timeout, else None (recorded, not raised)."""
     return helpers.poll(predicate, timeout, 0.5) or None
-
-
-def _resolve(ns: str, name: str) -> tuple:
-    try:
-        return tuple(probe.resolve(ns, name).addresses)
-    except probe.ProbeError:
-        return ()
 
 
 # ---------------------------------------------------------------- agent start: ours vs stock

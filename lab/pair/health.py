@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 
 from lab import helpers, topology
 from lab.emulator import lifecycle
+from lab.emulator.dataplane import probe
 from lab.pair import client, cluster, pacemaker_log
 
 
@@ -115,6 +116,14 @@ def log_events(s: cluster.Settings, survivor: str, failed: str, since: float) ->
         **{kind: pacemaker_log.succeeded("start", resource, survivor) for kind, resource in cluster.RESOURCES.items()},
     }
     return pacemaker_log.first_events(s, survivor, patterns, since)
+
+
+def resolves(ns: str, name: str) -> tuple:
+    """The addresses a client in `ns` gets for `name` from its resolver; () when it gets none."""
+    try:
+        return tuple(probe.resolve(ns, name.rstrip(".")).addresses)
+    except probe.ProbeError:
+        return ()
 
 
 def who_serves(ns: str, host: str) -> Optional[str]:
