@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import subprocess
 import time
@@ -28,6 +30,20 @@ def run(cmd: List[str], stdin: Optional[str] = None, check: bool = True,
     if check and proc.returncode != 0:
         raise error(f"{' '.join(cmd)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
+
+
+def run_group(cmd: List[str], timeout: float) -> subprocess.CompletedProcess:
+    """`cmd` in its own process group, output captured; on timeout the whole group is killed
+    (the children it started too, such as ssh's ProxyCommand) and TimeoutExpired raised."""
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def poll(check: Callable[[], T], timeout: float, interval: float = 0.05) -> T:

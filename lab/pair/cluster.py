@@ -33,7 +33,7 @@ import yaml
 # On the path through the .pth file `make collection` writes into the venv.
 from ansible_collections.ec2ha.cluster.plugins.module_utils import aws, endpoint_info
 
-from lab import topology
+from lab import helpers, topology
 
 REPO = topology.REPO
 WORK_DIR = REPO / ".build" / "lab-cluster"
@@ -249,9 +249,12 @@ def endpoint_holders(s: Settings) -> Dict[str, Optional[str]]:
 
 
 def ssh(s: Settings, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(["ssh", "-F", s.info["ssh_config"], "-o", "ConnectTimeout=3",
-                           "-o", "BatchMode=yes", address, command],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    """`command` on the host, bounded. On timeout the whole process group goes, the ProxyCommand
+    (ip netns exec ... nc) with ssh: killing ssh alone left nc holding an unauthenticated
+    connection to the host's sshd for its LoginGraceTime, and a wait retrying every second piles
+    them up against sshd's MaxStartups."""
+    return helpers.run_group(["ssh", "-F", s.info["ssh_config"], "-o", "ConnectTimeout=3",
+                              "-o", "BatchMode=yes", address, command], timeout)
 
 
 def answers_ssh(s: Settings, address: str, timeout: float = 10) -> bool:
@@ -262,6 +265,42 @@ def answers_ssh(s: Settings, address: str, timeout: float = 10) -> bool:
         return ssh(s, address, "true", timeout=timeout).returncode == 0
     except subprocess.TimeoutExpired:
         return False
+
+
+def wait_for_ssh(s: Settings, name: str, timeout: float = 120) -> None:
+    """Bounded wait until the node runs a command over SSH; on timeout the error says what the
+    lab knows of the host (instance state, last power change, console tail), so a host that did
+    not come back is diagnosed from the CI log alone."""
+    address = node_address(name)
+    if not helpers.poll(lambda: answers_ssh(s, address), timeout, 1):
+        raise TimeoutError(f"timed out after {timeout:g} s waiting for {name} to answer over SSH; "
+                           + host_diagnosis(s, name))
+
+
+def host_diagnosis(s: Settings, name: str) -> str:
+    """One line: the instance's state in EC2, the hypervisor's last power record and the last
+    lines of the host's console (boot script and init errors land there)."""
+    try:
+        instance = node_instances(s)[name]
+    except Exception as exc:  # the diagnosis must not hide the timeout it explains
+        return f"instance unreadable: {exc!r}"
+    hdir = topology.STATE_DIR / "hosts" / instance["InstanceId"]
+    power = _read(hdir / "power").split()           # "on|off <monotonic> <generation>"
+    last = (f"{power[0]} {time.monotonic() - float(power[1]):.0f} s ago (generation {power[2]})"
+            if len(power) == 3 else "none")
+    # util-linux's unshare says this at every power-off: noise here.
+    lines = [line for line in _read(hdir / "console.log").strip().splitlines()
+             if "sigprocmask unblock failed" not in line]
+    console = " | ".join(lines[-5:]) or "nothing but power-offs"
+    return (f"instance {instance['InstanceId']} {instance['State']['Name']}, "
+            f"hypervisor powered it {last}, console tail: {console}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def promoted_node(s: Settings, via: Optional[List[str]] = None) -> Optional[str]:

@@ -111,10 +111,8 @@ def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -
 def restart_standby(s: cluster.Settings, node: str, timeout: float = 180) -> None:
     """A fenced standby boots without its cluster stack (it is not started at boot, for the sake of
     fenced primaries); its data is a standby's, so starting the stack is all its rejoin needs."""
-    address = cluster.node_address(node)
-    helpers.wait_for(lambda: cluster.answers_ssh(s, address),
-                     120, 1, f"{node} to answer over SSH")
-    done = cluster.ssh(s, address, "service corosync start && service pacemaker start", timeout=60)
+    cluster.wait_for_ssh(s, node)
+    done = cluster.ssh(s, cluster.node_address(node), "service corosync start && service pacemaker start", timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"starting the cluster stack on {node} failed: {done.stderr.strip()[-300:]}")
     helpers.wait_for(lambda: health.healthy(s), timeout, 1, f"{node} back as a standby in sync")

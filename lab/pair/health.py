@@ -89,9 +89,7 @@ def run_rejoin(s: cluster.Settings, node: str, extra: Optional[List[str]] = None
     """playbooks/rejoin.yml for the node (started first if its instance is stopped), as it ran."""
     if cluster.instance_state(s, node) == "stopped":
         cluster.start_instance(s, node)
-    address = cluster.node_address(node)
-    helpers.wait_for(lambda: cluster.answers_ssh(s, address),
-                     120, 1, f"{node} to answer over SSH")
+    cluster.wait_for_ssh(s, node)
     return cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
                                 extra=["-e", f"ec2ha_rejoin_node={node}", *(extra or [])])
 

@@ -16,7 +16,7 @@ import pytest
 
 from lab import topology
 from lab.emulator import hosts, lifecycle
-from lab.helpers import wait_for
+from lab.helpers import run_group, wait_for
 
 REPO = topology.REPO
 
@@ -78,10 +78,8 @@ class Node:
         self.lab, self.id, self.ip, self.name = lab, instance_id, private_ip, name
 
     def ssh(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["ssh", "-F", self.lab["ssh_config"], "-o", "ConnectTimeout=3",
-             "-o", "BatchMode=yes", self.ip, command],
-            capture_output=True, text=True, timeout=timeout, check=False)
+        return run_group(["ssh", "-F", self.lab["ssh_config"], "-o", "ConnectTimeout=3",
+                          "-o", "BatchMode=yes", self.ip, command], timeout)
 
     def check(self, command: str, timeout: float = 60) -> str:
         result = self.ssh(command, timeout)

@@ -104,8 +104,7 @@ def rejoin_cut_off(failover, pair):
     if cluster.instance_state(pair, failed) == "stopped":
         cluster.start_instance(pair, failed)
     controldata = f"/usr/lib/postgresql/15/bin/pg_controldata {cluster_state.PGDATA}"
-    wait_for(lambda: cluster.answers_ssh(pair, cluster.node_address(failed)),
-             120, 1, f"{failed} to answer over SSH")
+    cluster.wait_for_ssh(pair, failed)
     before = cluster_state.run(pair, failed, controldata)
     partition.cut([cluster.node_eni(pair, n) for n in (failed, failover.survivor)])
     try:

@@ -13,7 +13,9 @@ import pytest
 from lab.helpers import wait_for
 from lab.pair import fence_race, health
 
-RUNS = int(os.environ.get("EC2HA_FENCE_RACES", "10"))
+# make test runs the case once; the repeated matrix (issue 8's proof: 10 of 10) is
+# EC2HA_FENCE_RACES=10, or `python -m lab.pair.fence_race 10`.
+RUNS = int(os.environ.get("EC2HA_FENCE_RACES", "1"))
 
 
 @pytest.fixture(scope="module")
