@@ -2,10 +2,11 @@
 the VIP the whole time (issue 11): the primary and all three endpoints move and back (the VIP
 from e2h-client, the EIP from e2h-internet, the record from e2h-onprem reach the target), every
 acknowledged row is present, no two servers take writes at once, no move constraint is left, the
-old primary streams in sync again; the same target again changes nothing; check mode changes
-nothing; every gate a user meets is refused with the CIB unchanged: a leftover cli- constraint,
-an unknown target, maintenance-mode, a target whose replay is paused (lagging), a target powered
-off (last: the node is rejoined after)."""
+old primary streams in sync again; the AWX job template moves the primary too, run through
+ansible-runner with the survey's answer and the credential's environment; the same target again
+changes nothing; check mode changes nothing; every gate a user meets is refused with the CIB
+unchanged: a leftover cli- constraint, an unknown target, maintenance-mode, a target whose replay
+is paused (lagging), a target powered off (last: the node is rejoined after)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import re
 import time
 
 import pytest
+import yaml
+from ec2ha_testkit import awx_runner
 
 from lab import topology
 from lab.helpers import poll, wait_for
@@ -101,6 +104,46 @@ def test_switchover_there_and_back_under_writes(clean_pair):
         assert all(g["ok"] for g in record["gates"]) and len(record["gates"]) == 9
         # PAF gives the new standby its promotion score at its next monitor (16 s interval).
         wait_for(lambda: health.healthy(pair), 60, 1, f"{source} a promotable standby in sync again")
+
+
+def _awx_inventory(pair) -> dict:
+    """The lab's site.yml inventory as an AWX inventory holds it: without the controller's AWS
+    keys and endpoint, which the job's ec2ha_aws credential brings instead."""
+    inventory = yaml.safe_load(pair.inventory.read_text())
+    controller = inventory["all"]["hosts"]["localhost"]
+    for name in ("ec2ha_access_key", "ec2ha_secret_key", "ec2ha_endpoint_url"):
+        controller.pop(name, None)
+    return inventory
+
+
+def test_the_awx_job_template_switches_over_through_ansible_runner(clean_pair, tmp_path, monkeypatch):
+    """extensions/awx/job_templates/switchover.yml as AWX runs it: the survey's answer as extra
+    vars, the AWS access from the ec2ha_aws credential's injectors, ansible-runner as the engine;
+    judged from its artifacts and from the cluster and AWS read back."""
+    pair = clean_pair
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    primary, standby = cluster.primary_and_standby(pair)
+    aws = {"access_key_id": pair.info["aws_access_key_id"], "secret_access_key": pair.info["aws_secret_access_key"],
+           "region": pair.info["region"], "endpoint_url": pair.info["endpoint_url"]}
+    result = awx_runner.run_job_template(awx_runner.AWX_DIR / "job_templates" / "switchover.yml",
+                                         {"ec2ha_switchover_target": standby}, credential_inputs={"ec2ha_aws": aws},
+                                         inventory=_awx_inventory(pair), workdir=tmp_path, timeout=900)
+    print(f"\nAWX switchover {primary} -> {standby}: rc {result.rc}, status {result.status}")
+    assert (result.rc, result.status) == (0, "successful"), result.stdout[-3000:]
+    assert result.extravars["ec2ha_switchover_target"] == standby
+    assert result.envvars["AWS_ACCESS_KEY_ID"] == aws["access_key_id"] and "AWS_ENDPOINT_URL" not in result.envvars
+    moved = [e["event_data"] for e in result.events if e["event"] == "runner_on_ok"
+             and e["event_data"]["task"] == "Move the primary and its endpoints"]
+    assert [m["res"]["changed"] for m in moved] == [True]
+    [stats] = [e["event_data"] for e in result.events if e["event"] == "playbook_on_stats"]
+    record = stats["artifact_data"]["ec2ha_switchover"]
+    assert (record["before"]["primary"], record["after"]["primary"]) == (primary, standby)
+    # Read back, not taken from the job's word.
+    assert cluster.promoted_node(pair) == standby
+    assert cluster.endpoint_holders(pair) == {"vip": standby, "eip": standby, "dns": standby}
+    assert _moves_left(pair, standby) == []
+    wait_for(lambda: health.healthy(pair), 90, 1, f"{primary} a promotable standby in sync again")
 
 
 def test_the_same_target_again_changes_nothing(clean_pair):
