@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List
+from typing import List, Optional
+
+import jinja2
 
 REPO = Path(__file__).resolve().parents[3]
 COLLECTIONS = REPO / ".build" / "collections"
 PROGRAM = REPO / "roles" / "recovery_kit" / "templates" / "program.j2"
 
 
-def render_program(name: str, module: str, python_dir: Path = COLLECTIONS) -> str:
+def render_program(name: str, module: str, python_dir: Path = COLLECTIONS,
+                   metadata: Optional[Path] = None) -> str:
     """program.j2 as the role writes it for the program ``name`` running ``module``.main, with the
-    node code under ``python_dir``."""
-    return (PROGRAM.read_text().replace("{{ recovery_kit_python_dir }}", str(python_dir))
-            .replace("{{ item.module }}", module).replace("{{ item.name }}", name)
-            .replace("{{ ansible_managed | default('Ansible managed') }}", "test"))
+    node code under ``python_dir`` (and, for an OCF agent, its meta-data file)."""
+    item = {"name": name, "module": module, **({"metadata": str(metadata)} if metadata else {})}
+    return jinja2.Template(PROGRAM.read_text(), keep_trailing_newline=True).render(
+        item=item, recovery_kit_python_dir=str(python_dir), ansible_managed="test")
 
 
 def program_command(name: str, module: str, *args: str) -> List[str]:

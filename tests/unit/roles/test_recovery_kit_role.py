@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Optional
 
 import yaml
 from node_programs import render_program
@@ -70,7 +71,7 @@ def test_an_endpoint_no_longer_wanted_leaves_with_its_constraints(inventory_fact
     assert root.find(".//primitive[@id='ec2ha-vip-route']") is not None
 
 
-def _installed_program(tmp_path: Path, name: str, module: str) -> Path:
+def _installed_program(tmp_path: Path, name: str, module: str, metadata: Optional[Path] = None) -> Path:
     """The node code as node_code installs it (only __recovery_kit_code under python_dir) and the
     program.j2 executable, run by the node's interpreter (Debian's python3 and python3-boto3)
     isolated: only the installed copy is on its path, not the checkout (the venv's .pth names it),
@@ -80,7 +81,7 @@ def _installed_program(tmp_path: Path, name: str, module: str) -> Path:
         code.mkdir(parents=True)
         for file in _kit()["__recovery_kit_code"]:
             (code / file).write_bytes((ROLES.parent / "plugins" / "module_utils" / file).read_bytes())
-    shim = render_program(name, module, tmp_path / "python").replace("/usr/bin/python3 -c", "/usr/bin/python3 -I -c")
+    shim = render_program(name, module, tmp_path / "python", metadata).replace("/usr/bin/python3 -c", "/usr/bin/python3 -I -c")
     program = tmp_path / name
     program.write_text(shim)
     return program
@@ -93,6 +94,31 @@ def test_agent_shim_runs_the_collection_code(tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert ET.fromstring(done.stdout).get("name") == "vip_route"
+
+
+def test_an_agent_serves_the_kept_meta_data_and_its_code_answers_when_asked(tmp_path: Path) -> None:
+    """Pacemaker asks meta-data before each start: the agent serves the role's kept copy without
+    starting Python; EC2HA_METADATA_FROM_CODE=1 (the role's check that writes the copy) and a
+    missing copy get the code's own answer."""
+    kept = tmp_path / "metadata" / "vip_route.xml"
+    agent = _installed_program(tmp_path, "vip_route", "ocf_agent", kept)
+
+    def meta_data(**env: str) -> str:
+        done = subprocess.run(["sh", str(agent), "meta-data"], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=60, check=False, env={"PATH": "/usr/bin:/bin", **env})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    from_code = meta_data()                        # no copy yet
+    assert ET.fromstring(from_code).get("name") == "vip_route"
+    kept.parent.mkdir()
+    kept.write_text("<resource-agent name='kept copy'/>\n")
+    assert meta_data() == "<resource-agent name='kept copy'/>\n"
+    assert meta_data(EC2HA_METADATA_FROM_CODE="1") == from_code
+    # The other actions still run the code (an unknown one: OCF_ERR_UNIMPLEMENTED, 3).
+    done = subprocess.run(["sh", str(agent), "no-such-action"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60, check=False)
+    assert done.returncode == 3, (done.returncode, done.stderr)
 
 
 def test_the_sync_guard_runs_from_the_installed_node_code(tmp_path: Path) -> None:
