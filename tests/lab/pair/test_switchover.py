@@ -16,7 +16,6 @@ import re
 import time
 
 import pytest
-import yaml
 from ec2ha_testkit import awx_runner
 
 from lab import topology
@@ -106,16 +105,6 @@ def test_switchover_there_and_back_under_writes(clean_pair):
         wait_for(lambda: health.healthy(pair), 60, 1, f"{source} a promotable standby in sync again")
 
 
-def _awx_inventory(pair) -> dict:
-    """The lab's site.yml inventory as an AWX inventory holds it: without the controller's AWS
-    keys and endpoint, which the job's ec2ha_aws credential brings instead."""
-    inventory = yaml.safe_load(pair.inventory.read_text())
-    controller = inventory["all"]["hosts"]["localhost"]
-    for name in ("ec2ha_access_key", "ec2ha_secret_key", "ec2ha_endpoint_url"):
-        controller.pop(name, None)
-    return inventory
-
-
 def test_the_awx_job_template_switches_over_through_ansible_runner(clean_pair, tmp_path, monkeypatch):
     """extensions/awx/job_templates/switchover.yml as AWX runs it: the survey's answer as extra
     vars, the AWS access from the ec2ha_aws credential's injectors, ansible-runner as the engine;
@@ -128,7 +117,7 @@ def test_the_awx_job_template_switches_over_through_ansible_runner(clean_pair, t
            "region": pair.info["region"], "endpoint_url": pair.info["endpoint_url"]}
     result = awx_runner.run_job_template(awx_runner.AWX_DIR / "job_templates" / "switchover.yml",
                                          {"ec2ha_switchover_target": standby}, credential_inputs={"ec2ha_aws": aws},
-                                         inventory=_awx_inventory(pair), workdir=tmp_path, timeout=900)
+                                         inventory=awx_runner.awx_inventory(pair.inventory), workdir=tmp_path, timeout=900)
     print(f"\nAWX switchover {primary} -> {standby}: rc {result.rc}, status {result.status}")
     assert (result.rc, result.status) == (0, "successful"), result.stdout[-3000:]
     assert result.extravars["ec2ha_switchover_target"] == standby

@@ -253,6 +253,20 @@ def controller_inventory(**hostvars: Any) -> Dict[str, Any]:
     return {"all": {"hosts": {"localhost": {**local, **hostvars}}}}
 
 
+# The controller's AWS access in a site.yml inventory; under AWX the ec2ha_aws credential brings it.
+CONTROLLER_AWS_VARS = ("ec2ha_access_key", "ec2ha_secret_key", "ec2ha_endpoint_url")
+
+
+def awx_inventory(path: Union[str, Path]) -> Dict[str, Any]:
+    """A site.yml inventory file as an AWX inventory holds it: the same hosts and variables
+    without the controller's AWS keys and endpoint (CONTROLLER_AWS_VARS)."""
+    inventory = yaml.safe_load(Path(path).read_text())
+    controller = inventory.get("all", {}).get("hosts", {}).get("localhost") or {}
+    for name in CONTROLLER_AWS_VARS:
+        controller.pop(name, None)
+    return inventory
+
+
 def _write_inventory(pdd: Path, inventory: Union[None, Mapping[str, Any], str, Path]) -> None:
     target = pdd / "inventory"
     if inventory is None:
