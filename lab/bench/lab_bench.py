@@ -68,19 +68,11 @@ def host_table() -> list[dict]:
     return rows
 
 
-def read_mark(instance_id: str) -> tuple[str, float, int] | None:
-    try:
-        power, stamp, generation = (hosts.host_dir(instance_id) / "power").read_text().split()
-    except (OSError, ValueError):
-        return None
-    return power, float(stamp), int(generation)
-
-
 def wait_mark(instance_id: str, power: str, after: float, timeout: float = 10.0) -> float:
     """Seconds from `after` to the daemon's mark of `power` (bounded poll)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        mark = read_mark(instance_id)
+        mark = hosts.read_mark(instance_id)
         if mark and mark[0] == power and mark[1] >= after:
             return mark[1] - after
         time.sleep(0.002)

@@ -133,6 +133,28 @@ def host_dir(instance_id: str) -> Path:
     return topology.STATE_DIR / "hosts" / instance_id
 
 
+def read_mark(instance_id: str) -> tuple[str, float, int] | None:
+    """The hypervisor's last power mark of the host: ("on"|"off", monotonic time, generation)."""
+    try:
+        power, stamp, generation = (host_dir(instance_id) / "power").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return power, float(stamp), int(generation)
+
+
+# util-linux's unshare prints this at every power-off: noise in a console tail.
+CONSOLE_NOISE = "sigprocmask unblock failed"
+
+
+def console_tail(instance_id: str, count: int) -> list[str]:
+    """The last `count` lines of the host's console (boot script and init errors land there)."""
+    try:
+        lines = (host_dir(instance_id) / "console.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if line.strip() and CONSOLE_NOISE not in line][-count:]
+
+
 def netns_exists(name: str) -> bool:
     return (NETNS_DIR / name).exists()
 

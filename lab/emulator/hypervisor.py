@@ -139,9 +139,7 @@ class Hypervisor:
     def _died(self, host: hosts.Host, instance, backend) -> None:
         # Said in daemon.log: a host that dies during its boot looks the same to EC2, and the
         # console tail is what tells the two apart.
-        console = (hosts.host_dir(instance.id) / "console.log")
-        lines = console.read_text(errors="replace").strip().splitlines() if console.exists() else []
-        tail = [line for line in lines if "sigprocmask unblock failed" not in line][-3:]
+        tail = hosts.console_tail(instance.id, 3)
         print(f"host {instance.id} ({host.spec.hostname}) died on its own, exit status "
               f"{host.process.returncode}: instance stopped; console: {' | '.join(tail) or 'empty'}",
               flush=True)

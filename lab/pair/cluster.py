@@ -34,6 +34,7 @@ import yaml
 from ansible_collections.ec2ha.cluster.plugins.module_utils import aws, endpoint_info
 
 from lab import helpers, topology
+from lab.emulator import hosts
 
 REPO = topology.REPO
 WORK_DIR = REPO / ".build" / "lab-cluster"
@@ -277,6 +278,13 @@ def wait_for_ssh(s: Settings, name: str, timeout: float = 120) -> None:
                            + host_diagnosis(s, name))
 
 
+def ensure_running(s: Settings, name: str) -> None:
+    """The node's instance started if it is stopped, then a bounded wait until it answers SSH."""
+    if instance_state(s, name) == "stopped":
+        start_instance(s, name)
+    wait_for_ssh(s, name)
+
+
 def host_diagnosis(s: Settings, name: str) -> str:
     """One line: the instance's state in EC2, the hypervisor's last power record and the last
     lines of the host's console (boot script and init errors land there)."""
@@ -284,23 +292,11 @@ def host_diagnosis(s: Settings, name: str) -> str:
         instance = node_instances(s)[name]
     except Exception as exc:  # the diagnosis must not hide the timeout it explains
         return f"instance unreadable: {exc!r}"
-    hdir = topology.STATE_DIR / "hosts" / instance["InstanceId"]
-    power = _read(hdir / "power").split()           # "on|off <monotonic> <generation>"
-    last = (f"{power[0]} {time.monotonic() - float(power[1]):.0f} s ago (generation {power[2]})"
-            if len(power) == 3 else "none")
-    # util-linux's unshare says this at every power-off: noise here.
-    lines = [line for line in _read(hdir / "console.log").strip().splitlines()
-             if "sigprocmask unblock failed" not in line]
-    console = " | ".join(lines[-5:]) or "nothing but power-offs"
+    mark = hosts.read_mark(instance["InstanceId"])
+    last = f"{mark[0]} {time.monotonic() - mark[1]:.0f} s ago (generation {mark[2]})" if mark else "never"
+    console = " | ".join(hosts.console_tail(instance["InstanceId"], 5)) or "nothing but power-offs"
     return (f"instance {instance['InstanceId']} {instance['State']['Name']}, "
             f"hypervisor powered it {last}, console tail: {console}")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def promoted_node(s: Settings, via: Optional[List[str]] = None) -> Optional[str]:

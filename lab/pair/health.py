@@ -87,9 +87,7 @@ def healthy(s: cluster.Settings) -> bool:
 
 def run_rejoin(s: cluster.Settings, node: str, extra: Optional[List[str]] = None) -> cluster.PlaybookRun:
     """playbooks/rejoin.yml for the node (started first if its instance is stopped), as it ran."""
-    if cluster.instance_state(s, node) == "stopped":
-        cluster.start_instance(s, node)
-    cluster.wait_for_ssh(s, node)
+    cluster.ensure_running(s, node)
     return cluster.run_playbook("playbooks/rejoin.yml", s, log=cluster.WORK_DIR / "rejoin.log",
                                 extra=["-e", f"ec2ha_rejoin_node={node}", *(extra or [])])
 

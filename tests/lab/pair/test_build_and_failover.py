@@ -101,10 +101,8 @@ def rejoin_cut_off(failover, pair):
     """playbooks/rejoin.yml while the link between the nodes is cut: pg_rewind cannot reach the
     primary. Returns the run and the fenced node's control file before and after."""
     failed = failover.failed
-    if cluster.instance_state(pair, failed) == "stopped":
-        cluster.start_instance(pair, failed)
+    cluster.ensure_running(pair, failed)
     controldata = f"/usr/lib/postgresql/15/bin/pg_controldata {cluster_state.PGDATA}"
-    cluster.wait_for_ssh(pair, failed)
     before = cluster_state.run(pair, failed, controldata)
     partition.cut([cluster.node_eni(pair, n) for n in (failed, failover.survivor)])
     try:
