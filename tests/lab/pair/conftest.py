@@ -6,7 +6,10 @@ module left fenced, and waits until the standby streams in sync.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from ec2ha_testkit import awx_runner
 
 from lab.helpers import wait_for
 from lab.pair import cluster, health
@@ -31,3 +34,25 @@ def healthy_pair(pair):
             health.rejoin(pair, name)
     wait_for(lambda: health.healthy(pair), 180, 1, "a healthy pair: the standby streaming in sync")
     return pair
+
+
+@pytest.fixture
+def as_awx(pair, tmp_path, monkeypatch):
+    """run(template, extravars) -> RunnerResult: a job template of extensions/awx/job_templates
+    through ansible-runner, as AWX runs it, with the ec2ha_aws credential holding the lab's AWS
+    access and the pair's inventory as AWX holds it (awx_runner.awx_inventory); none of this
+    process's AWS_* variables reach the job."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    info = pair.info
+    aws = {"access_key_id": info["aws_access_key_id"], "secret_access_key": info["aws_secret_access_key"],
+           "region": info["region"], "endpoint_url": info["endpoint_url"]}
+
+    def run(template: str, extravars: dict) -> awx_runner.RunnerResult:
+        result = awx_runner.run_job_template(awx_runner.AWX_DIR / "job_templates" / template, extravars,
+                                             credential_inputs={"ec2ha_aws": aws},
+                                             inventory=awx_runner.awx_inventory(pair.inventory),
+                                             workdir=tmp_path, timeout=1500)
+        print(f"\nAWX {template}: rc {result.rc}, status {result.status}")
+        return result
+    return run

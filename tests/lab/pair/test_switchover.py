@@ -16,7 +16,6 @@ import re
 import time
 
 import pytest
-from ec2ha_testkit import awx_runner
 
 from lab import topology
 from lab.helpers import poll, wait_for
@@ -105,28 +104,19 @@ def test_switchover_there_and_back_under_writes(clean_pair):
         wait_for(lambda: health.healthy(pair), 60, 1, f"{source} a promotable standby in sync again")
 
 
-def test_the_awx_job_template_switches_over_through_ansible_runner(clean_pair, tmp_path, monkeypatch):
-    """extensions/awx/job_templates/switchover.yml as AWX runs it: the survey's answer as extra
-    vars, the AWS access from the ec2ha_aws credential's injectors, ansible-runner as the engine;
-    judged from its artifacts and from the cluster and AWS read back."""
+def test_the_awx_job_template_switches_over_through_ansible_runner(clean_pair, as_awx):
+    """extensions/awx/job_templates/switchover.yml as AWX runs it (conftest's as_awx): judged from
+    its artifacts and from the cluster and AWS read back."""
     pair = clean_pair
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
     primary, standby = cluster.primary_and_standby(pair)
-    aws = {"access_key_id": pair.info["aws_access_key_id"], "secret_access_key": pair.info["aws_secret_access_key"],
-           "region": pair.info["region"], "endpoint_url": pair.info["endpoint_url"]}
-    result = awx_runner.run_job_template(awx_runner.AWX_DIR / "job_templates" / "switchover.yml",
-                                         {"ec2ha_switchover_target": standby}, credential_inputs={"ec2ha_aws": aws},
-                                         inventory=awx_runner.awx_inventory(pair.inventory), workdir=tmp_path, timeout=900)
-    print(f"\nAWX switchover {primary} -> {standby}: rc {result.rc}, status {result.status}")
+    result = as_awx("switchover.yml", {"ec2ha_switchover_target": standby})
     assert (result.rc, result.status) == (0, "successful"), result.stdout[-3000:]
     assert result.extravars["ec2ha_switchover_target"] == standby
-    assert result.envvars["AWS_ACCESS_KEY_ID"] == aws["access_key_id"] and "AWS_ENDPOINT_URL" not in result.envvars
+    assert result.envvars["AWS_ACCESS_KEY_ID"] == pair.info["aws_access_key_id"] and "AWS_ENDPOINT_URL" not in result.envvars
     moved = [e["event_data"] for e in result.events if e["event"] == "runner_on_ok"
              and e["event_data"]["task"] == "Move the primary and its endpoints"]
     assert [m["res"]["changed"] for m in moved] == [True]
-    [stats] = [e["event_data"] for e in result.events if e["event"] == "playbook_on_stats"]
-    record = stats["artifact_data"]["ec2ha_switchover"]
+    record = result.stats()["artifact_data"]["ec2ha_switchover"]
     assert (record["before"]["primary"], record["after"]["primary"]) == (primary, standby)
     # Read back, not taken from the job's word.
     assert cluster.promoted_node(pair) == standby

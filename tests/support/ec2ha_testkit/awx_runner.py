@@ -92,6 +92,12 @@ class RunnerResult:
     envvars: Dict[str, str]
     private_data_dir: Path
 
+    def stats(self) -> Dict[str, Any]:
+        """The event_data of the playbook_on_stats event: ok/changed/failures/dark per host, and
+        the set_stats record under artifact_data."""
+        [stats] = [e.get("event_data", {}) for e in self.events if e.get("event") == "playbook_on_stats"]
+        return stats
+
     def failures(self) -> List[Dict[str, Any]]:
         """The event_data of each runner_on_failed event (task, host, res)."""
         return [e.get("event_data", {}) for e in self.events if e.get("event") == "runner_on_failed"]
