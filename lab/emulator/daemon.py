@@ -126,11 +126,11 @@ def main() -> int:
     try:
         ca_crt, server_pem = control.ensure_ca()
         ssh_key, public_key = ensure_ssh_key()
-        hv = hypervisor.Hypervisor(ca_crt.read_bytes(), public_key, ssh_key)
-        control.install_power_hooks(hv.wake.set)
-        # One fault table for both fronts: a rule the controller injects over HTTP also hits
-        # the hosts' calls to the TLS front.
+        # One fault table for both fronts and the hosts' IMDS: a rule the controller injects
+        # over HTTP also hits the hosts' calls to the TLS front and to their metadata service.
         fault_table = faults.FaultTable()
+        hv = hypervisor.Hypervisor(ca_crt.read_bytes(), public_key, ssh_key, fault_table)
+        control.install_power_hooks(hv.wake.set)
         moto = control.start_moto(fault_table=fault_table)
         servers.append(moto)
         endpoint = f"http://127.0.0.1:{moto.server_address[1]}"

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from lab import topology
-from lab.emulator import control, hosts, imds
+from lab.emulator import control, faults, hosts, imds
 
 RUNNING = ("pending", "running")
 TERMINATED = ("shutting-down", "terminated")
@@ -56,8 +56,10 @@ def spec_for(instance, backend) -> hosts.HostSpec:
 class Hypervisor:
     """Lab hosts by instance id, with their IMDS servers."""
 
-    def __init__(self, ca_pem: bytes, authorized_key: str, ssh_key: Path) -> None:
+    def __init__(self, ca_pem: bytes, authorized_key: str, ssh_key: Path,
+                 fault_table: faults.FaultTable | None = None) -> None:
         self.ca_pem = ca_pem
+        self.fault_table = fault_table
         self.authorized_key = authorized_key
         self.ssh_key = ssh_key
         self.hosts: dict[str, hosts.Host] = {}
@@ -134,7 +136,8 @@ class Hypervisor:
         """The host's IMDS lives in its namespace across power cycles; made once per host."""
         if instance_id not in self.imds:
             # The metadata walk reads moto's dicts too: under the same lock as lab_instances().
-            self.imds[instance_id] = imds.ImdsServer(instance_id, self.find, control.MOTO_LOCK)
+            self.imds[instance_id] = imds.ImdsServer(instance_id, self.find, control.MOTO_LOCK,
+                                                     self.fault_table)
 
     def _died(self, host: hosts.Host, instance, backend) -> None:
         # Said in daemon.log: a host that dies during its boot looks the same to EC2, and the

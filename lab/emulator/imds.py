@@ -4,6 +4,11 @@ One listening socket per host namespace: the socket's namespace says which host 
 answers are that instance's, read from moto's backends when the request arrives (a VIP moved
 or an EIP re-associated shows at once). Every metadata request needs a token from
 `PUT /latest/api/token`, as on an instance with HttpTokens=required; without one: 401.
+
+A host's IMDS obeys the lab's fault rules (lab/emulator/faults.py) for service "imds", matched
+on the instance (`params: {"InstanceId": ...}`) and the method as action ("PUT": the token,
+"GET": a read): `faults.inject(url, {"service": "imds", "params": {"InstanceId": iid}, "drop": True})`
+makes one host's IMDS unreachable until the rule is removed.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, ContextManager
 
 from lab import helpers, topology
-from lab.emulator import hosts
+from lab.emulator import faults, hosts
 
 TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -130,9 +136,11 @@ class TokenStore:
 
 
 def make_handler(instance_id: str, find: Callable[[str], tuple | None], tokens: TokenStore,
-                 reading: ContextManager = contextlib.nullcontext()) -> type[BaseHTTPRequestHandler]:
+                 reading: ContextManager = contextlib.nullcontext(),
+                 fault_table: faults.FaultTable | None = None) -> type[BaseHTTPRequestHandler]:
     """A request handler bound to one instance; `find(id)` -> (instance, backend) or None.
-    `reading` is held while moto's backends are read (the lab passes moto's request lock)."""
+    `reading` is held while moto's backends are read (the lab passes moto's request lock);
+    `fault_table`'s "imds" rules apply to its requests."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "EC2ws"
@@ -149,7 +157,28 @@ def make_handler(instance_id: str, find: Callable[[str], tuple | None], tokens: 
             self.end_headers()
             self.wfile.write(data)
 
+        def _faulted(self) -> bool:
+            """Apply a matching fault rule; True when it answered (or dropped) the request."""
+            if fault_table is None or not fault_table.active():
+                return False
+            rule = fault_table.take(faults.Request("imds", self.command, {"InstanceId": instance_id},
+                                                   self.client_address[0]))
+            if rule is None:
+                return False
+            if rule.delay:
+                time.sleep(rule.delay)
+            if rule.drop:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return True
+            if rule.error is not None:
+                self._reply(rule.error.status, rule.error.message)
+                return True
+            return False
+
         def do_PUT(self) -> None:
+            if self._faulted():
+                return
             if self.path.rstrip("/") != "/latest/api/token":
                 return self._reply(404, "Not Found")
             if self.headers.get("X-Forwarded-For"):
@@ -163,6 +192,8 @@ def make_handler(instance_id: str, find: Callable[[str], tuple | None], tokens: 
             self._reply(200, tokens.issue(ttl))
 
         def do_GET(self) -> None:
+            if self._faulted():
+                return
             if not tokens.valid(self.headers.get(TOKEN_HEADER)):
                 return self._reply(401, "Unauthorized")
             with reading:
@@ -190,12 +221,13 @@ class ImdsServer:
     """IMDS of one host: a threaded HTTP server on a socket inside the host's namespace."""
 
     def __init__(self, instance_id: str, find: Callable[[str], tuple | None],
-                 reading: ContextManager = contextlib.nullcontext()) -> None:
+                 reading: ContextManager = contextlib.nullcontext(),
+                 fault_table: faults.FaultTable | None = None) -> None:
         netns = topology.host_netns(instance_id)
         helpers.run(["ip", "-n", netns, "addr", "replace", f"{topology.IMDS_ADDRESS}/32",
                      "dev", "lo"])
         sock = hosts.listen_in_netns(netns, topology.IMDS_ADDRESS, 80)
-        handler = make_handler(instance_id, find, TokenStore(), reading)
+        handler = make_handler(instance_id, find, TokenStore(), reading, fault_table)
         self.server = ThreadingHTTPServer((topology.IMDS_ADDRESS, 80), handler,
                                           bind_and_activate=False)
         self.server.socket.close()

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from lab.emulator import faults
 from lab.helpers import wait_for
 
 # Runs in the host (Debian's python3): one SSH round trip reads every path asked for.
@@ -131,3 +132,27 @@ def test_imds_answers_after_a_stop_and_start(launch, ec2):
     ec2.start_instances(InstanceIds=[node.id])
     node.wait_up()
     assert values(node, "meta-data/instance-id") == {"meta-data/instance-id": node.id}
+
+
+DROP_PROBE = ('/usr/bin/python3 -c "import urllib.request as u\n'
+              'try:\n'
+              ' u.urlopen(u.Request(\'http://169.254.169.254/latest/api/token\', method=\'PUT\', '
+              'headers={\'X-aws-ec2-metadata-token-ttl-seconds\': \'60\'}), timeout=5); print(\'answered\')\n'
+              'except Exception as e: print(\'unanswered\', type(e).__name__)"')
+
+
+def test_a_fault_rule_takes_one_hosts_imds_down_and_back(two_nodes, lab):
+    # The fault matrix's "IMDS down on a node": the switch is the lab's fault table, not the host.
+    down, other = two_nodes
+    rule = faults.inject(lab["endpoint_url"], {"service": "imds", "params": {"InstanceId": down.id},
+                                               "error": {"code": "Unavailable", "status": 503}})
+    try:
+        assert read(down, "meta-data/instance-id")["meta-data/instance-id"][0] == 503
+        assert values(other, "meta-data/instance-id") == {"meta-data/instance-id": other.id}
+        faults.remove(lab["endpoint_url"], rule["id"])
+        faults.inject(lab["endpoint_url"], {"service": "imds", "params": {"InstanceId": down.id}, "drop": True})
+        assert down.check(DROP_PROBE).split()[0] == "unanswered"
+        assert other.check(DROP_PROBE).strip() == "answered"
+    finally:
+        faults.clear(lab["endpoint_url"])
+    assert values(down, "meta-data/instance-id") == {"meta-data/instance-id": down.id}
