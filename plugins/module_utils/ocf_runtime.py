@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import http.client
 import json
+import os
 import subprocess
 import sys
 import syslog
@@ -102,17 +103,51 @@ class UnknownStreak:
 
 
 class Identity:
-    """Who this node is, from IMDSv2 (a token first, then the reads)."""
+    """Who this node is, from IMDSv2 (a token first, then the reads). Every answer is kept in
+    ``cache`` (the agents' run directory); when IMDS does not answer, the kept one is used: an
+    instance's id and region never change, and a monitor must not fail (and move the primary)
+    because the node's metadata service is down while AWS and the endpoint are fine."""
 
-    def __init__(self, base_url: str, timeout: float = 2.0):
+    def __init__(self, base_url: str, timeout: float = 2.0, cache: Optional[Path] = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.cache = cache
         self._token: Optional[str] = None
 
     def get(self, path: str) -> str:
-        if self._token is None:
-            self._token = self._request("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "300"})
-        return self._request("GET", f"/latest/meta-data/{path}", {"X-aws-ec2-metadata-token": self._token}).strip()
+        try:
+            if self._token is None:
+                self._token = self._request("PUT", "/latest/api/token",
+                                            {"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+            value = self._request("GET", f"/latest/meta-data/{path}", {"X-aws-ec2-metadata-token": self._token}).strip()
+        except (OSError, http.client.HTTPException):
+            kept = self._kept().get(path)
+            if kept is None:
+                raise
+            return kept
+        self._keep(path, value)
+        return value
+
+    def _kept(self) -> Dict[str, str]:
+        try:
+            return json.loads(self.cache.read_text()) if self.cache else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _keep(self, path: str, value: str) -> None:
+        if self.cache is None:
+            return
+        kept = self._kept()
+        if kept.get(path) == value:
+            return
+        kept[path] = value
+        try:
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.cache.with_suffix(f".{os.getpid()}.tmp")     # agents run side by side
+            partial.write_text(json.dumps(kept))
+            partial.replace(self.cache)
+        except OSError:
+            pass                     # a cache only: IMDS answered, the action goes on
 
     def _request(self, method: str, path: str, headers: Dict[str, str]) -> str:
         # Plain http.client: the agent runs on the node without Ansible, and IMDS is plain HTTP.
@@ -142,7 +177,7 @@ class Agent:
         self.resource = env.get("OCF_RESOURCE_INSTANCE", self.scenario)
         self.state_file = Path(env.get("EC2HA_RUN_DIR", RUN_DIR)) / f"{self.resource}.json"
         self.streak_file = self.state_file.with_suffix(".unknown.json")
-        self.identity = Identity(self.param("imds_url") or IMDS_URL)
+        self.identity = Identity(self.param("imds_url") or IMDS_URL, cache=self.state_file.parent / "identity.json")
         self._aws: Optional[AwsSession] = None
 
     # -- parameters and session ---------------------------------------------------------------

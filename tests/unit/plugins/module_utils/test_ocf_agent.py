@@ -12,6 +12,7 @@ import datetime
 import http.server
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -404,3 +405,22 @@ def test_a_node_attribute_that_cannot_be_written_neither_fails_nor_stalls_the_mo
     done = run_as_pacemaker("vip_route", "monitor", here, 10000, **params)
     assert done.returncode == ocf_runtime.OCF_SUCCESS
     assert "could not set node attribute endpoint-aws" in done.stderr
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("agent", ["vip_route", "elastic_ip"])
+def test_a_started_endpoint_s_monitor_holds_while_imds_is_down(agent: str, world: Dict[str, Any], env: Dict[str, str],
+                                                               imds: Imds, netns: str) -> None:
+    # The fault matrix's imds_down: before, every monitor read the region from IMDS again, failed
+    # on the unanswered read, and Pacemaker moved the primary off a node whose endpoints were fine.
+    be(imds, world["node2"])
+    params = {"vip": world["vip"]} if agent == "vip_route" else {"public_ip": world["eip"]["public_ip"]}
+    assert run(agent, "start", env, **params) == ocf_runtime.OCF_SUCCESS
+    down = dict(env, OCF_RESKEY_imds_url=f"http://127.0.0.1:{closed_port()}")
+    assert run(agent, "monitor", down, **params) == ocf_runtime.OCF_SUCCESS
+    assert run(agent, "stop", down, **params) == ocf_runtime.OCF_SUCCESS
