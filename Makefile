@@ -6,12 +6,13 @@ STAMP := $(VENV)/.installed
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help venv collection test unit unit-boto-min integration sanity lint lab-test build build-check package-check demo demo-moto bench lab-up lab-cluster lab-down lab-bench clean
+.PHONY: help venv collection test unit unit-boto-min integration sanity lint lab-test build build-check package-check demo demo-moto bench faults lab-up lab-cluster lab-down lab-bench clean
 
 help:
 	@echo "make demo       - the lab: site.yml builds the pair, the primary is powered off under client writes, timeline"
 	@echo "make test       - every test: unit (also on the oldest boto3), integration (moto), sanity, lint, tarball, Galaxy import, lab"
 	@echo "make bench      - lab figures, medians of 3 unplanned failovers, a lost standby, agent starts vs the stock agents, 6 planned switchovers"
+	@echo "make faults     - the lab fault matrix: each fault 10 times (RUNS=, FAULTS=a,b), table in .build/faults/faults.{json,md}"
 	@echo "make lab-cluster - the lab with the pair built, left running, and the commands to try (a switchover); make lab-down ends it"
 	@echo "make demo-moto  - moto only: two nodes, all three endpoints moved and back with the modules"
 
@@ -82,6 +83,11 @@ bench: collection
 	$(PY) -m lab bench
 	$(PY) -m lab.bench.failover_bench 3 --standby-loss --agents 3
 	$(PY) -m lab.bench.switchover_bench 6
+
+# The fault matrix: every fault of lab/matrix/catalogue.py RUNS times (a subset: FAULTS=a,b).
+RUNS ?= 10
+faults: collection
+	$(PY) -m lab.matrix $(RUNS) $(if $(FAULTS),--only $(FAULTS))
 
 demo: collection
 	$(PY) -m demo.cluster_demo

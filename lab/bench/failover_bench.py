@@ -37,6 +37,8 @@ class Timeline:
     dns_answer: List[str] = field(default_factory=list)
     failed_state_after: str = ""
     rejoined_as: Optional[str] = None
+    at: float = 0.0                                               # the power-off, epoch s
+    writes: List[client.Write] = field(default_factory=list)      # everything the client saw
 
     def lines(self) -> List[str]:
         ev = " / ".join(f"{k} {v:.1f}" if v is not None else f"{k} ?" for k, v in self.events.items())
@@ -69,7 +71,7 @@ def failover_once(s: cluster.Settings, warmup: int = 20, settle: float = 90) -> 
                          30, 0.2, "writes on the new primary")
     acked = writer.acknowledged()
     present = client.rows_present(s)
-    timeline = Timeline(failed=failed, survivor=survivor)
+    timeline = Timeline(failed=failed, survivor=survivor, at=at, writes=writer.snapshot())
     window = writer.outage(at)
     timeline.outage = window[1] - window[0] if window else None
     timeline.acknowledged = len(acked)
@@ -110,6 +112,8 @@ class StandbyLoss:
     missing: List[int] = field(default_factory=list)
     status_after_rejoin: Optional[str] = None
     events: Dict[str, Optional[float]] = field(default_factory=dict)   # seconds after the power-off
+    at: float = 0.0
+    writes: List[client.Write] = field(default_factory=list)
 
     def lines(self) -> List[str]:
         ev = " / ".join(f"{k} {v:.1f}" if v is not None else f"{k} ?" for k, v in self.events.items())
@@ -131,7 +135,7 @@ def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90)
     primary, standby = cluster.primary_and_standby(s)
     loss = StandbyLoss(primary=primary, standby=standby)
     with client.writing(s, primary, warmup) as writer:
-        at = time.time()
+        at = loss.at = time.time()
         cluster.stop_instance(s, standby)
         helpers.wait_for(lambda: health.node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot") == "degraded",
                          settle, 0.5, f"{primary} to report its replication degraded")
@@ -141,8 +145,9 @@ def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90)
         loss.status = health.node_attribute(s, primary, primary, STATUS_ATTRIBUTE, "reboot")
         loss.standby_sync = health.node_attribute(s, primary, standby, SYNC_ATTRIBUTE, "forever")
         loss.roles = health.pair_roles(s)
-    after = [w for w in writer.snapshot() if w.t1 >= at]
-    acks = sorted(w.t1 for w in writer.snapshot() if w.ok)
+    loss.writes = writer.snapshot()
+    after = [w for w in loss.writes if w.t1 >= at]
+    acks = sorted(w.t1 for w in loss.writes if w.ok)
     gaps = [(b - a, b) for a, b in zip(acks, acks[1:]) if b >= at]
     loss.stall, resumed = max(gaps) if gaps else (None, None)
     seen = dict(health.log_events(s, primary, standby, at), **{"writes resumed": resumed})

@@ -38,6 +38,8 @@ class Race:
     missing: List[int] = field(default_factory=list)
     stall: Optional[float] = None             # longest wait for one commit after the cut
     events: Dict[str, Optional[float]] = field(default_factory=dict)
+    at: float = 0.0                                               # the cut, epoch s
+    writes: List[client.Write] = field(default_factory=list)      # everything the client saw
 
     @property
     def primary_survived(self) -> bool:
@@ -71,7 +73,7 @@ def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -
     race = Race(primary=primary, standby=standby)
     links = [cluster.node_eni(s, n) for n in (primary, standby)]
     with client.writing(s, primary, warmup) as writer:
-        at = time.time()
+        at = race.at = time.time()
         partition.cut(links)
         try:
             # Whichever node fenced the other says so in its own log; ask both.
@@ -91,7 +93,8 @@ def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -
         helpers.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > healed]) >= 5,
                          30, 0.2, "writes after the partition")
     race.promoted_after = cluster.promoted_node(s, via=[cluster.node_address(survivor)])
-    after = [w for w in writer.snapshot() if w.t1 >= at]
+    race.writes = writer.snapshot()
+    after = [w for w in race.writes if w.t1 >= at]
     race.servers = sorted({w.server for w in after if w.ok})
     acks = sorted(w.t1 for w in writer.snapshot() if w.ok)
     gaps = [b - a for a, b in zip(acks, acks[1:]) if b >= at]

@@ -5,6 +5,7 @@
     pair_roles(settings)                 # {node: Promoted | Unpromoted | ...}
     log_events(settings, survivor, failed, since)   # epoch of lost/fenced/promoted/endpoints moved
     rejoin(settings, node)               # playbooks/rejoin.yml, then a healthy pair again
+    make_whole(settings)                 # every node back in, standby in sync, no failed action
 """
 
 from __future__ import annotations
@@ -101,6 +102,30 @@ def rejoin(s: cluster.Settings, node: str, timeout: float = 240, extra: Optional
                      f"{node} to run as a standby")
     helpers.wait_for(lambda: healthy(s), 180, 1, "a healthy pair (standby in sync)")
     return pair_roles(s)[node]
+
+
+def make_whole(s: cluster.Settings, cleanup: bool = True, timeout: float = 180) -> None:
+    """The pair as a fault run or a test module starts from: a node left out (fenced, powered off,
+    or back but not streaming in sync) rejoined, the standby in sync; with cleanup, no failed
+    action left (crm_resource --cleanup), as an operator leaves it."""
+    roles = pair_roles(s)
+    if list(roles.values()).count("Promoted") == 1:
+        for name, _subnet, _address in cluster.NODES:
+            if roles.get(name) not in ("Promoted", "Unpromoted"):
+                rejoin(s, name)
+    if not helpers.poll(lambda: healthy(s), timeout, 1):
+        roles = pair_roles(s)
+        stray = [n for n, r in roles.items() if r not in ("Promoted", "Master")]
+        if list(roles.values()).count("Promoted") != 1 or len(stray) != 1:
+            raise RuntimeError(f"the pair cannot be made whole by a rejoin: roles {roles}")
+        rejoin(s, stray[0])           # up but not in sync (say, restarted on a diverged timeline)
+    if cleanup:
+        primary = cluster.promoted_node(s)
+        cluster.ssh(s, cluster.node_address(primary), "crm_resource --cleanup", timeout=60)
+        helpers.wait_for(lambda: "<failure " not in cluster.ssh(s, cluster.node_address(primary),
+                                                                "crm_mon -1 --output-as=xml").stdout,
+                         60, 1, "no failed action left")
+        helpers.wait_for(lambda: healthy(s), timeout, 1, "a healthy pair after the cleanup")
 
 
 def log_events(s: cluster.Settings, survivor: str, failed: str, since: float) -> Dict[str, Optional[float]]:

@@ -11,7 +11,6 @@ import os
 import pytest
 from ec2ha_testkit import awx_runner
 
-from lab.helpers import wait_for
 from lab.pair import cluster, health
 
 
@@ -28,11 +27,7 @@ def pair(lab_session):
 def healthy_pair(pair):
     """The pair with one primary and a standby in sync; a node left out by an earlier module
     (fenced, powered off) is rejoined first."""
-    roles = health.pair_roles(pair)
-    for name, _subnet, _address in cluster.NODES:
-        if roles.get(name) not in ("Promoted", "Unpromoted") and list(roles.values()).count("Promoted") == 1:
-            health.rejoin(pair, name)
-    wait_for(lambda: health.healthy(pair), 180, 1, "a healthy pair: the standby streaming in sync")
+    health.make_whole(pair, cleanup=False)
     return pair
 
 

@@ -27,11 +27,7 @@ def clean_pair(healthy_pair):
     """The pair as an operator leaves it before a planned move: old failed actions cleaned up. The
     switchover refuses otherwise (its gate "no failed actions"), and the earlier tests of this
     package leave some behind (seen: a pgsqld monitor on the node that rejoined)."""
-    primary = cluster.promoted_node(healthy_pair)
-    cluster_state.run(healthy_pair, primary, "crm_resource --cleanup")
-    wait_for(lambda: "<failure " not in cluster_state.run(healthy_pair, primary, "crm_mon -1 --output-as=xml"),
-             60, 1, "no failed action left")
-    wait_for(lambda: health.healthy(healthy_pair), 120, 1, "a healthy pair after the cleanup")
+    health.make_whole(healthy_pair)
     return healthy_pair
 
 

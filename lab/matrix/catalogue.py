@@ -1,0 +1,219 @@
+"""The faults of the matrix, each a function `(settings, index) -> Trial` that injects one fault
+under client writes, waits for the cluster's answer and hands back what was seen; the runner
+(lab/matrix/run.py) checks the invariants on it (lab/matrix/invariants.py) and puts the pair
+back together before the next run.
+
+The faults that existing measurements already make (power-offs, the partition) run through
+them (lab/bench/failover_bench.py, lab/pair/fence_race.py): one implementation per behaviour.
+AWS API and IMDS faults are switched in the lab's control plane (lab/emulator/faults.py), never
+in the product code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from lab import helpers
+from lab.bench import failover_bench
+from lab.emulator import faults
+from lab.matrix.invariants import Before, wait_repaired
+from lab.pair import client, cluster, cluster_state, fence_race
+
+MONITOR_INTERVAL = 10        # recovery_kit_monitor_interval: drift must be repaired within it...
+MONITOR_RUN = 10             # ...plus the time one monitor takes to converge (bounded AWS calls)
+API_DOWN = 30                # seconds the AWS API (or a node's IMDS) stays unreachable
+
+
+@dataclass
+class Trial:
+    """What one run of a fault saw, for the invariants."""
+
+    before: Before
+    at: float                                   # the fault injected, epoch s
+    writes: List[client.Write]
+    failover: Optional[bool]                    # the standby must now be primary / must not / either
+    quiet: bool                                 # nothing may fail or be fenced
+    figures: Dict[str, Any] = field(default_factory=dict)
+    violations: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    what: str
+    run: Callable[[cluster.Settings, int], Trial]
+
+
+def _more_writes(writer: client.Writer, count: int = 5, timeout: float = 60) -> None:
+    since = time.time()
+    helpers.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > since]) >= count,
+                     timeout, 0.2, "writes acknowledged again")
+
+
+# ---------------------------------------------------------------- nodes and processes
+
+def primary_powered_off(s: cluster.Settings, index: int) -> Trial:
+    before = Before.read(s)
+    t = failover_bench.failover_once(s)
+    return Trial(before, t.at, t.writes, failover=True, quiet=False,
+                 figures={"events": t.events, "outage_client": t.outage})
+
+
+def standby_powered_off(s: cluster.Settings, index: int) -> Trial:
+    before = Before.read(s)
+    loss = failover_bench.standby_loss_once(s)          # rejoins the standby itself
+    trial = Trial(before, loss.at, loss.writes, failover=False, quiet=False,
+                  figures={"events": loss.events, "status": loss.status})
+    if loss.status != "degraded":
+        trial.violations.append(f"replication status {loss.status} with the standby down, expected degraded")
+    return trial
+
+
+def partition(s: cluster.Settings, index: int) -> Trial:
+    before = Before.read(s)
+    race = fence_race.partition_once(s)                 # rejoins the fenced node itself
+    trial = Trial(before, race.at, race.writes, failover=False, quiet=False,
+                  figures={"events": race.events, "fenced": race.fenced})
+    if race.fenced != before.standby:
+        trial.violations.append(f"{race.fenced} was fenced, expected the standby {before.standby}")
+    return trial
+
+
+def _kill_on_primary(s: cluster.Settings, command: str, failover: Optional[bool]) -> Trial:
+    """Run `command` on the primary under writes; wait until writes are acknowledged again (by
+    the standby, when a failover is the answer)."""
+    before = Before.read(s)
+    with client.writing(s, before.primary) as writer:
+        at = time.time()
+        cluster_state.run(s, before.primary, command)
+        if failover:
+            helpers.wait_for(lambda: writer.ok_after(at, before.standby), 240, 0.5,
+                             f"writes acknowledged by {before.standby}")
+        else:
+            helpers.wait_for(lambda: writer.outage(at), 240, 0.5, "writes acknowledged again after the kill")
+        _more_writes(writer)
+    return Trial(before, at, writer.snapshot(), failover=failover, quiet=False)
+
+
+def postmaster_killed(s: cluster.Settings, index: int) -> Trial:
+    # The postmaster's PID is the first line of postmaster.pid in the data directory.
+    return _kill_on_primary(s, f"kill -KILL $(head -1 {cluster_state.PGDATA}/postmaster.pid)", failover=None)
+
+
+def cluster_stack_killed(s: cluster.Settings, index: int) -> Trial:
+    # PostgreSQL keeps running as primary with no cluster stack under it: the standby must fence
+    # it before promoting, and no write may be acknowledged by both.
+    return _kill_on_primary(s, "pkill -KILL -x corosync; pkill -KILL -x pacemakerd; "
+                            "pkill -KILL -f ^/usr/lib/pacemaker/; true",
+                            failover=True)
+
+
+# ---------------------------------------------------------------- the AWS API and IMDS
+
+def _switched_off(s: cluster.Settings, rules: List[Dict[str, Any]], seconds: float) -> Trial:
+    """The rules injected for `seconds` under writes, then cleared; one more monitor round after."""
+    url = s.info["endpoint_url"]
+    before = Before.read(s)
+    with client.writing(s, before.primary) as writer:
+        at = time.time()
+        ids = [faults.inject(url, rule)["id"] for rule in rules]
+        try:
+            time.sleep(seconds)
+            hits = sum(r["hits"] for r in faults.rules(url) if r["id"] in ids)
+        finally:
+            for rule_id in ids:
+                faults.remove(url, rule_id)
+        time.sleep(MONITOR_INTERVAL + 5)
+        _more_writes(writer)
+    return Trial(before, at, writer.snapshot(), failover=False, quiet=True, figures={"calls_refused": hits})
+
+
+def aws_api_unreachable(s: cluster.Settings, index: int) -> Trial:
+    # Both nodes' calls to the API are held past the agents' read timeout, then cut.
+    rules = [{"client": address, "delay": 5, "drop": True} for _name, _subnet, address in cluster.NODES]
+    trial = _switched_off(s, rules, API_DOWN)
+    if not trial.figures["calls_refused"]:
+        trial.violations.append("no AWS call reached the switched-off API: the fault never happened")
+    return trial
+
+
+def imds_down(s: cluster.Settings, index: int) -> Trial:
+    # The primary's metadata service unreachable; nothing else fails. The agents keep their
+    # resolved identity in /run, so a healthy node may not ask at all: calls_refused says.
+    instance = cluster.node_instances(s)[cluster.primary_and_standby(s)[0]]["InstanceId"]
+    return _switched_off(s, [{"service": "imds", "params": {"InstanceId": instance}, "drop": True}], API_DOWN)
+
+
+# ---------------------------------------------------------------- drift
+
+def _drift_vip_route(s: cluster.Settings, standby: str, to_standby: bool) -> None:
+    ec2 = s.client("ec2")
+    for table in s.route_tables:
+        if to_standby:
+            ec2.replace_route(RouteTableId=table, DestinationCidrBlock=f"{cluster.VIP}/32",
+                              NetworkInterfaceId=cluster.node_eni(s, standby))
+        else:
+            ec2.delete_route(RouteTableId=table, DestinationCidrBlock=f"{cluster.VIP}/32")
+
+
+def _drift_elastic_ip(s: cluster.Settings, standby: str, to_standby: bool) -> None:
+    ec2 = s.client("ec2")
+    if to_standby:
+        ec2.associate_address(AllocationId=s.allocation_id, NetworkInterfaceId=cluster.node_eni(s, standby),
+                              AllowReassociation=True)
+    else:
+        address = ec2.describe_addresses(AllocationIds=[s.allocation_id])["Addresses"][0]
+        ec2.disassociate_address(AssociationId=address["AssociationId"])
+
+
+def _drift_dns_record(s: cluster.Settings, standby: str, to_standby: bool) -> None:
+    route53 = s.client("route53")
+    found = route53.list_resource_record_sets(HostedZoneId=s.zone_id, StartRecordName=cluster.RECORD,
+                                              StartRecordType="A", MaxItems="1")["ResourceRecordSets"][0]
+    if to_standby:
+        change = {"Action": "UPSERT", "ResourceRecordSet": dict(
+            found, ResourceRecords=[{"Value": cluster.node_address(standby)}])}
+    else:
+        change = {"Action": "DELETE", "ResourceRecordSet": found}
+    route53.change_resource_record_sets(HostedZoneId=s.zone_id, ChangeBatch={"Changes": [change]})
+
+
+DRIFTS = {"vip": _drift_vip_route, "eip": _drift_elastic_ip, "dns": _drift_dns_record}
+
+
+def drift(kind: str) -> Callable[[cluster.Settings, int], Trial]:
+    """The endpoint changed by hand, to the standby on even runs, to nothing on odd ones: the
+    primary's monitor must put it back within one interval, with no failover and no failure."""
+    def run(s: cluster.Settings, index: int) -> Trial:
+        before = Before.read(s)
+        to_standby = index % 2 == 0
+        with client.writing(s, before.primary) as writer:
+            at = time.time()
+            DRIFTS[kind](s, before.standby, to_standby)
+            repaired = wait_repaired(lambda: cluster.endpoint_holders(s)[kind] == before.primary, 60)
+            _more_writes(writer)
+        trial = Trial(before, at, writer.snapshot(), failover=False, quiet=True,
+                      figures={"drifted_to": "standby" if to_standby else "nothing", "repaired_s": repaired})
+        bound = MONITOR_INTERVAL + MONITOR_RUN
+        if repaired is None or repaired > bound:
+            trial.violations.append(f"{cluster.SCENARIOS[kind]} drifted to {trial.figures['drifted_to']}: "
+                                    f"repaired after {helpers.fmt(repaired)} s, bound {bound} s")
+        return trial
+    return run
+
+
+FAULTS = (
+    Fault("primary_powered_off", "the primary powered off (StopInstances Force)", primary_powered_off),
+    Fault("standby_powered_off", "the standby powered off", standby_powered_off),
+    Fault("postmaster_killed", "the primary's postmaster killed (kill -9)", postmaster_killed),
+    Fault("cluster_stack_killed", "the primary's Corosync and Pacemaker killed (kill -9)", cluster_stack_killed),
+    Fault("partition", "the link between the nodes cut, both up (a fence race)", partition),
+    Fault("aws_api_unreachable", f"the AWS API unreachable from both nodes for {API_DOWN} s", aws_api_unreachable),
+    Fault("imds_down", f"the primary's IMDS unreachable for {API_DOWN} s", imds_down),
+    Fault("drift_vip_route", "the VIP's route changed by hand (to the standby, to nothing)", drift("vip")),
+    Fault("drift_elastic_ip", "the EIP's association changed by hand (to the standby, to nothing)", drift("eip")),
+    Fault("drift_dns_record", "the record changed by hand (to the standby's address, deleted)", drift("dns")),
+)
+BY_NAME = {fault.name: fault for fault in FAULTS}
