@@ -95,8 +95,8 @@ def settled(s: cluster.Settings, before: Before, writes: List[client.Write], *, 
     expected = {True: before.standby, False: before.primary}.get(failover, primary)
     if primary != expected:
         violations.append(f"{primary} is primary, expected {expected}")
-    holders = helpers.poll(lambda: (lambda h: h if set(h.values()) == {primary} else None)(cluster.endpoint_holders(s)),
-                           timeout, 1) or cluster.endpoint_holders(s)
+    helpers.poll(lambda: set(cluster.endpoint_holders(s).values()) == {primary}, timeout, 1)
+    holders = cluster.endpoint_holders(s)
     if set(holders.values()) != {primary}:
         violations.append(f"endpoints not all on the primary {primary}: {holders}")
     if quiet:

@@ -39,7 +39,7 @@ def _cell(value: Optional[Any]) -> str:
 
 def markdown(rows: List[Dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(title for _key, title in COLUMNS) + " |",
-             "|" + "|".join("---" for _ in COLUMNS) + "|"]
+             "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(row[key]) for key, _title in COLUMNS) + " |" for row in rows]
     failed = [f"- {row['fault']} {v}" for row in rows for v in row["violations"]]
     return "\n".join(lines + ([""] + failed if failed else []))
