@@ -76,8 +76,16 @@ def run_matrix(s: cluster.Settings, names: List[str], runs: int) -> List[Outcome
             outcome = judge(s, fault, index)
             print(outcome.line(), flush=True)
             outcomes.append(outcome)
+            save(outcomes)            # a matrix stopped half-way still leaves its table
     health.make_whole(s)
     return outcomes
+
+
+def save(outcomes: List[Outcome]) -> tuple:
+    """The summary rows, and the files they were written to."""
+    runs = [asdict(o) for o in outcomes]
+    rows = report.summary(runs)
+    return rows, report.write(rows, runs)
 
 
 def parse(argv: List[str]) -> tuple:
@@ -113,8 +121,7 @@ def main(argv: List[str]) -> int:
     finally:
         if brought_up:
             health.cli_command("down")
-    rows = report.summary([asdict(o) for o in outcomes])
-    paths = report.write(rows, [asdict(o) for o in outcomes])
+    rows, paths = save(outcomes)
     print(report.markdown(rows))
     print(f"written: {', '.join(str(p) for p in paths)}")
     return 0 if all(o.passed for o in outcomes) else 1
