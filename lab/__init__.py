@@ -13,7 +13,10 @@ Layout of lab/ (each layer imports only the ones above it in this list):
                  the router loop, dns, partition, probe)
     pair/        an ec2ha pair built on it by site.yml: cluster.py, client.py (writes through the
                  VIP), health.py (Pacemaker's view, rejoin), cluster_state.py, fence_race.py
-    bench/       figures: lab_bench.py (`lab bench`), latency.py (data plane), failover_bench.py
+    bench/       figures: lab_bench.py (`lab bench`), latency.py (data plane), failover_bench.py,
+                 switchover_bench.py
+    matrix/      the fault matrix (make faults): catalogue.py (the faults, through pair/ and bench/),
+                 invariants.py (what must hold after each run), run.py, report.py (JSON, Markdown)
     cli.py       `python -m lab up|down|status|bench|partition|heal`, thin, on top
 
 What `up` leaves in lab/state/ (git-ignored; everything the lab writes is there):
