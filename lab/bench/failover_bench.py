@@ -147,9 +147,7 @@ def standby_loss_once(s: cluster.Settings, warmup: int = 20, settle: float = 90)
         loss.roles = health.pair_roles(s)
     loss.writes = writer.snapshot()
     after = [w for w in loss.writes if w.t1 >= at]
-    acks = sorted(w.t1 for w in loss.writes if w.ok)
-    gaps = [(b - a, b) for a, b in zip(acks, acks[1:]) if b >= at]
-    loss.stall, resumed = max(gaps) if gaps else (None, None)
+    loss.stall, resumed = max(client.gaps(loss.writes, at), default=(None, None))
     seen = dict(health.log_events(s, primary, standby, at), **{"writes resumed": resumed})
     loss.events = {k: (seen[k] - at if seen[k] else None) for k in ("lost", "fenced", "writes resumed")}
     loss.servers = sorted({w.server for w in after if w.ok})

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 from lab import helpers
 from lab.bench import failover_bench
 from lab.emulator import faults
-from lab.matrix.invariants import Before, wait_repaired
+from lab.matrix.invariants import Before
 from lab.pair import client, cluster, cluster_state, fence_race
 
 MONITOR_INTERVAL = 10        # recovery_kit_monitor_interval: drift must be repaired within it...
@@ -112,13 +112,14 @@ def cluster_stack_killed(s: cluster.Settings, index: int) -> Trial:
 
 # ---------------------------------------------------------------- the AWS API and IMDS
 
-def _switched_off(s: cluster.Settings, rules: List[Dict[str, Any]], seconds: float) -> Trial:
-    """The rules injected for `seconds` under writes, then cleared; one more monitor round after."""
+def _switched_off(s: cluster.Settings, rules_for: Callable[[Before], List[Dict[str, Any]]], seconds: float) -> Trial:
+    """The rules (made from the pair as found) injected for `seconds` under writes, then cleared;
+    one more monitor round after. A switch no call met is a fault that never happened."""
     url = s.info["endpoint_url"]
     before = Before.read(s)
     with client.writing(s, before.primary) as writer:
         at = time.time()
-        ids = [faults.inject(url, rule)["id"] for rule in rules]
+        ids = [faults.inject(url, rule)["id"] for rule in rules_for(before)]
         try:
             time.sleep(seconds)
             hits = sum(r["hits"] for r in faults.rules(url) if r["id"] in ids)
@@ -127,23 +128,25 @@ def _switched_off(s: cluster.Settings, rules: List[Dict[str, Any]], seconds: flo
                 faults.remove(url, rule_id)
         time.sleep(MONITOR_INTERVAL + 5)
         _more_writes(writer)
-    return Trial(before, at, writer.snapshot(), failover=False, quiet=True, figures={"calls_refused": hits})
+    trial = Trial(before, at, writer.snapshot(), failover=False, quiet=True, figures={"calls_refused": hits})
+    if not hits:
+        trial.violations.append("no call reached the switched-off service: the fault never happened")
+    return trial
 
 
 def aws_api_unreachable(s: cluster.Settings, index: int) -> Trial:
     # Both nodes' calls to the API are held past the agents' read timeout, then cut.
-    rules = [{"client": address, "delay": 5, "drop": True} for _name, _subnet, address in cluster.NODES]
-    trial = _switched_off(s, rules, API_DOWN)
-    if not trial.figures["calls_refused"]:
-        trial.violations.append("no AWS call reached the switched-off API: the fault never happened")
-    return trial
+    return _switched_off(s, lambda before: [{"client": address, "delay": 5, "drop": True}
+                                            for _name, _subnet, address in cluster.NODES], API_DOWN)
 
 
 def imds_down(s: cluster.Settings, index: int) -> Trial:
-    # The primary's metadata service unreachable; nothing else fails. The agents keep their
-    # resolved identity in /run, so a healthy node may not ask at all: calls_refused says.
-    instance = cluster.node_instances(s)[cluster.primary_and_standby(s)[0]]["InstanceId"]
-    return _switched_off(s, [{"service": "imds", "params": {"InstanceId": instance}, "drop": True}], API_DOWN)
+    # The primary's metadata service unreachable, nothing else failing: its agents' monitors
+    # still ask it (the region), and must fall back on what they read at start.
+    def rules(before: Before) -> List[Dict[str, Any]]:
+        instance = cluster.node_instances(s)[before.primary]["InstanceId"]
+        return [{"service": "imds", "params": {"InstanceId": instance}, "drop": True}]
+    return _switched_off(s, rules, API_DOWN)
 
 
 # ---------------------------------------------------------------- drift
@@ -180,6 +183,12 @@ def _drift_dns_record(s: cluster.Settings, standby: str, to_standby: bool) -> No
     route53.change_resource_record_sets(HostedZoneId=s.zone_id, ChangeBatch={"Changes": [change]})
 
 
+def _seconds_until(check: Callable[[], bool], timeout: float) -> Optional[float]:
+    """Seconds until check() holds (polled every 0.2 s), None if it did not within timeout."""
+    start = time.monotonic()
+    return (time.monotonic() - start) if helpers.poll(check, timeout, 0.2) else None
+
+
 DRIFTS = {"vip": _drift_vip_route, "eip": _drift_elastic_ip, "dns": _drift_dns_record}
 
 
@@ -192,7 +201,7 @@ def drift(kind: str) -> Callable[[cluster.Settings, int], Trial]:
         with client.writing(s, before.primary) as writer:
             at = time.time()
             DRIFTS[kind](s, before.standby, to_standby)
-            repaired = wait_repaired(lambda: cluster.endpoint_holders(s)[kind] == before.primary, 60)
+            repaired = _seconds_until(lambda: cluster.endpoint_holders(s)[kind] == before.primary, 60)
             _more_writes(writer)
         trial = Trial(before, at, writer.snapshot(), failover=False, quiet=True,
                       figures={"drifted_to": "standby" if to_standby else "nothing", "repaired_s": repaired})

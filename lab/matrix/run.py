@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 from lab import helpers
 from lab.emulator import faults, lifecycle
 from lab.matrix import catalogue, invariants, report
-from lab.pair import client, cluster, health
+from lab.pair import cluster, health
 
 
 @dataclass
@@ -50,13 +50,11 @@ def judge(s: cluster.Settings, fault: catalogue.Fault, index: int) -> Outcome:
     try:
         trial = fault.run(s, index)
         outcome.figures = trial.figures
-        outcome.outage = invariants.longest_gap(trial.writes, trial.at)
-        acked = [w.seq for w in trial.writes if w.ok]
-        outcome.acknowledged = len(acked)
-        outcome.two_writer_events = invariants.two_writer_events(trial.writes)
-        outcome.rows_lost = len(set(acked) - client.rows_present(s))
+        seen = invariants.ClientView.read(s, trial.writes, trial.at)
+        outcome.outage, outcome.acknowledged = seen.outage, seen.acknowledged
+        outcome.rows_lost, outcome.two_writer_events = seen.rows_lost, seen.two_writer_events
         outcome.violations = trial.violations + invariants.settled(
-            s, trial.before, trial.writes, failover=trial.failover, quiet=trial.quiet)
+            s, trial.before, seen, failover=trial.failover, quiet=trial.quiet)
     except Exception as exc:                  # a run that broke is a failed run, said why
         outcome.violations.append(f"the run broke: {type(exc).__name__}: {exc}")
         traceback.print_exc()

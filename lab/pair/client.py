@@ -4,6 +4,7 @@ process in CLIENT_NS, each write's start, end, outcome and answering node record
     with writing(settings, primary) as writer: ...   # the ticks table made, first writes acked
     writer.outage(after) / writer.ok_after(when)     # what the client saw
     rows_present(settings)                           # every seq the table holds (no lost commit)
+    gaps(writes, since) / two_writer_events(writes)  # waits between acks; writes two servers took at once
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from lab import helpers, topology
 from lab.pair.cluster import DB_PASSWORD, DB_USER, VIP, Settings, node_address, ssh
@@ -160,3 +161,29 @@ def rows_present(s: Settings) -> set[int]:
     if out.returncode != 0:
         raise RuntimeError(f"reading ticks through the VIP failed: {out.stderr.strip()}")
     return {int(line) for line in out.stdout.split()}
+
+
+def gaps(writes: Iterable[Write], since: float) -> List[tuple[float, float]]:
+    """(wait, end) between consecutive acknowledged writes, for the waits that end after `since`:
+    max() of it is the client's worst outage from then on, and when it ended."""
+    ends = sorted(w.t1 for w in writes if w.ok)
+    return [(b - a, b) for a, b in zip(ends, ends[1:]) if b >= since]
+
+
+def longest_gap(writes: Iterable[Write], since: float) -> Optional[float]:
+    """The longest of gaps(writes, since); None with fewer than two acknowledged writes."""
+    return max(gaps(writes, since), default=(None, None))[0]
+
+
+def two_writer_events(writes: Iterable[Write]) -> int:
+    """Acknowledged writes that one server took while another server's acknowledged writes were
+    still going on: each server's writes span [its first start, its last end]; every write of a
+    server that falls inside another's span counts once. 0 when writes moved at most once and
+    cleanly from one server to the other."""
+    acked = [w for w in writes if w.ok]
+    spans: Dict[str, tuple] = {}
+    for w in acked:
+        first, last = spans.get(w.server, (w.t0, w.t1))
+        spans[w.server] = (min(first, w.t0), max(last, w.t1))
+    return sum(1 for w in acked for server, (first, last) in spans.items()
+               if server != w.server and first < w.t1 and w.t0 < last)

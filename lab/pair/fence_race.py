@@ -96,9 +96,7 @@ def partition_once(s: cluster.Settings, warmup: int = 20, settle: float = 120) -
     race.writes = writer.snapshot()
     after = [w for w in race.writes if w.t1 >= at]
     race.servers = sorted({w.server for w in after if w.ok})
-    acks = sorted(w.t1 for w in writer.snapshot() if w.ok)
-    gaps = [b - a for a, b in zip(acks, acks[1:]) if b >= at]
-    race.stall = max(gaps) if gaps else None
+    race.stall = client.longest_gap(race.writes, at)
     acked = writer.acknowledged()
     race.acknowledged = len(acked)
     race.missing = sorted(set(acked) - client.rows_present(s))

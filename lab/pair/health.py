@@ -6,6 +6,7 @@
     log_events(settings, survivor, failed, since)   # epoch of lost/fenced/promoted/endpoints moved
     rejoin(settings, node)               # playbooks/rejoin.yml, then a healthy pair again
     make_whole(settings)                 # every node back in, standby in sync, no failed action
+    failed_actions(settings)             # ["<op_key> on <node>", ...] as crm_mon shows them
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def pair_roles(s: cluster.Settings) -> Dict[str, str]:
     return _roles(_crm_mon(s))
 
 
+def failed_actions(s: cluster.Settings) -> List[str]:
+    """"<op_key> on <node>" for every failed action crm_mon shows."""
+    status = _crm_mon(s)
+    return [] if status is None else [f"{f.get('op_key')} on {f.get('node')}" for f in status.iter("failure")]
+
+
 def healthy(s: cluster.Settings) -> bool:
     """A promoted and an unpromoted PostgreSQL, the standby in sync and promotable: only then
     does a failover promote it (the sync guard and PAF's score gate promotion, by design).
@@ -122,9 +129,7 @@ def make_whole(s: cluster.Settings, cleanup: bool = True, timeout: float = 180) 
     if cleanup:
         primary = cluster.promoted_node(s)
         cluster.ssh(s, cluster.node_address(primary), "crm_resource --cleanup", timeout=60)
-        helpers.wait_for(lambda: "<failure " not in cluster.ssh(s, cluster.node_address(primary),
-                                                                "crm_mon -1 --output-as=xml").stdout,
-                         60, 1, "no failed action left")
+        helpers.wait_for(lambda: not failed_actions(s), 60, 1, "no failed action left")
         helpers.wait_for(lambda: healthy(s), timeout, 1, "a healthy pair after the cleanup")
 
 

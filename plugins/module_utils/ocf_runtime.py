@@ -113,6 +113,7 @@ class Identity:
         self.timeout = timeout
         self.cache = cache
         self._token: Optional[str] = None
+        self._cached: Optional[Dict[str, str]] = None     # the cache file, read once per process
 
     def get(self, path: str) -> str:
         try:
@@ -129,16 +130,18 @@ class Identity:
         return value
 
     def _kept(self) -> Dict[str, str]:
-        try:
-            return json.loads(self.cache.read_text()) if self.cache else {}
-        except (OSError, ValueError):
-            return {}
+        if self._cached is None:
+            try:
+                self._cached = json.loads(self.cache.read_text()) if self.cache else {}
+            except (OSError, ValueError):
+                self._cached = {}
+        return self._cached
 
     def _keep(self, path: str, value: str) -> None:
         if self.cache is None:
             return
         kept = self._kept()
-        if kept.get(path) == value:
+        if kept.get(path) == value:      # the usual case: no write
             return
         kept[path] = value
         try:

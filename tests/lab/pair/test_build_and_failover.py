@@ -20,7 +20,6 @@ import pytest
 from lab.bench import failover_bench
 from lab.emulator.dataplane import partition
 from lab.helpers import wait_for
-from lab.matrix.invariants import two_writer_events
 from lab.pair import client, cluster, cluster_state, health
 
 BULK_ROWS = 300_000
@@ -79,7 +78,7 @@ def test_replication_runs_over_tls_and_cleartext_is_refused(pair):
 def test_failover_keeps_every_acknowledged_row(failover):
     assert failover.acknowledged > 20
     assert failover.missing == []
-    assert two_writer_events(failover.writes) == 0         # the fault matrix's invariant, once here
+    assert client.two_writer_events(failover.writes) == 0         # the fault matrix's invariant, once here
     assert failover.outage is not None and failover.outage < 60
 
 

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from lab.matrix import report, run
-from lab.matrix.invariants import longest_gap, two_writer_events
-from lab.pair.client import Write
+from lab.pair.client import Write, longest_gap, two_writer_events
 
 
 def w(seq, t0, t1, server, ok=True):
