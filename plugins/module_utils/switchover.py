@@ -12,6 +12,11 @@ current primary's node.
    removed whatever happened (a crashed run leaves one that expires by itself). Then a bounded wait
    until this node, the old primary, streams again and, in sync mode, is marked in sync.
 
+One switchover at a time: the whole run holds this node's run lock (run_lock, under /run), so a
+second one started meanwhile (two AWX jobs) is refused before it reads a gate, naming the one that
+runs. A second one that runs on the other node meets the move constraint: the gate "no leftover
+move constraint" before the move, cibadmin's unique id at the move (refused, the other's kept).
+
 Every step is timestamped in the returned timeline. No Ansible import.
 """
 
@@ -26,12 +31,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.ec2ha.cluster.plugins.module_utils.local_postgres import LocalPostgres
 from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.constraints import (
+    MOVE_PREFIX,
     Constraints,
     Location,
     leftover_moves,
     move_constraint,
 )
-from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import Runner
+from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import PacemakerError, Runner
+from ansible_collections.ec2ha.cluster.plugins.module_utils.run_lock import RunLock, RunLockHeld
 from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.state import ClusterState, read_state
 
 POLL_SECONDS = 0.25
@@ -63,6 +70,7 @@ class SwitchoverSpec:
     sync_attribute: str = "ec2ha-pgsql-sync"
     pghost: str = "/run/postgresql"
     pgport: int = 5432
+    lock_path: str = "/run/ec2ha/switchover.lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,9 +172,14 @@ def evaluate_gates(state: ClusterState, leftovers: List[Location], replication: 
     gates.append(Gate("no failed actions", not failed, ", ".join(failed) or "none",
                       f"failed actions to clean up first: {', '.join(failed)}"))
     left = [f"{c.id} ({c.resource} on {c.node or 'a rule'})" for c in leftovers]
+    ours = [c for c in leftovers if c.id.startswith(MOVE_PREFIX)]
+    if ours:
+        why = (f"a switchover is under way from the other node, or one was cut off and left {ours[0].id} "
+               f"(it expires by itself at {ours[0].until or 'no set time'})")
+    else:
+        why = "a move constraint is left from an earlier move"
     gates.append(Gate("no leftover move constraint", not left, ", ".join(left) or "none",
-                      f"a move constraint is left from an earlier move: {', '.join(left)} "
-                      "(crm_resource --clear, or remove it)"))
+                      f"{why}: {', '.join(left)} (crm_resource --clear, or remove it)"))
     return gates
 
 
@@ -250,9 +263,26 @@ class Timeline:
                             "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")})
 
 
+ONE_AT_A_TIME = "one switchover at a time"
+
+
 def run(node: Node, check_mode: bool, clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep) -> Outcome:
-    """Gates, then (unless already there or check mode) the move; SwitchoverError says why not."""
+    """Under this node's run lock: gates, then (unless already there or check mode) the move;
+    SwitchoverError says why not."""
+    what = f"{'a check-mode ' if check_mode else 'a '}switchover to {node.spec.target}"
+    try:
+        with RunLock(node.spec.lock_path, what):
+            return _run(node, check_mode, clock, sleep)
+    except RunLockHeld as held:
+        gate = Gate(ONE_AT_A_TIME, False, str(held), f"another switchover runs on this node: {held}")
+        raise SwitchoverError(refusal([gate]) or "", [gate]) from None
+    except OSError as exc:
+        raise SwitchoverError(f"The switchover lock {node.spec.lock_path} cannot be taken ({exc.strerror}): "
+                              "run the switchover as root (become: true); nothing was changed.") from None
+
+
+def _run(node: Node, check_mode: bool, clock: Callable[[], float], sleep: Callable[[float], None]) -> Outcome:
     spec = node.spec
     state = node.state()
     before = placement(state, spec)
@@ -268,7 +298,7 @@ def run(node: Node, check_mode: bool, clock: Callable[[], float] = time.monotoni
                        planned=node.simulate())
     timeline = Timeline(clock)
     old = before.primary[0]
-    node.constraints.place_move(spec.clone, spec.target, spec.timeout + 60)
+    _place_move(node, spec, gates)
     timeline.mark("constraint placed")
     try:
         after = _wait_moved(node, spec, old, before, timeline, clock, sleep)
@@ -277,6 +307,21 @@ def run(node: Node, check_mode: bool, clock: Callable[[], float] = time.monotoni
         timeline.mark("constraint cleared")
     _wait_standby(node, spec, old, timeline, clock, sleep)
     return Outcome(True, gates, before, after, timeline.events)
+
+
+def _place_move(node: Node, spec: SwitchoverSpec, gates: List[Gate]) -> None:
+    """The move constraint; one placed since the gates read (a switchover run from the other node)
+    refuses this one and is left alone: cibadmin --create refuses an id that exists."""
+    try:
+        node.constraints.place_move(spec.clone, spec.target, spec.timeout + 60)
+    except PacemakerError:
+        found = [c for c in leftover_moves(node.constraints.query()) if c.resource == spec.clone]
+        if not found:
+            raise
+        left = ", ".join(f"{c.id} ({c.resource} on {c.node or 'a rule'})" for c in found)
+        gate = Gate("no leftover move constraint", False, left,
+                    f"another move placed {left} after the gates read; it is left as it is")
+        raise SwitchoverError(refusal([gate]) or "", gates + [gate]) from None
 
 
 def _wait_moved(node: Node, spec: SwitchoverSpec, old: str, before: Placement, timeline: Timeline,

@@ -22,6 +22,11 @@ description:
   - A failed gate fails the module with one sentence naming the gate and the value it read; the CIB is left as
     it was.
   - When O(target) is already Promoted and every endpoint runs on it, nothing is changed.
+  - One switchover at a time. The whole run, check mode included, holds a lock on the node it runs on (an
+    C(flock) of C(/run/ec2ha/switchover.lock), released when the module's process ends, however it ends). A
+    second switchover on that node (two AWX jobs at once) is refused by the gate C(one switchover at a time),
+    naming the running one; one run from the other node meets the running one's move constraint and is refused
+    by the gate C(no leftover move constraint), before its move or at it, leaving the other's constraint alone.
   - The move constraint (C(ec2ha-move-<clone>)) prefers O(target) for the Promoted role only until O(timeout)
     plus a minute from now, so a run that dies midway cannot pin the primary for good. It is removed when the
     move is done, or has failed.

@@ -4,11 +4,17 @@
 """The switchover's gates and its refusals on the real crm_mon and cibadmin over CIB files with a
 status section: each gate refuses with one sentence naming it and the value it read, and the CIB
 keeps its epoch; already there is no change; check mode plans the promotion with crm_simulate and
-writes nothing (issue 11). The move itself runs in the lab (tests/lab/pair)."""
+writes nothing (issue 11). One switchover at a time (issue 12): a second one on the same node is
+refused naming the first (the run lock), a lock left by a killed run does not block, a move placed
+from the other node after the gates read refuses this one and is kept. The move itself runs in the
+lab (tests/lab/pair)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -16,6 +22,7 @@ import pytest
 from ec2ha_testkit.cib_status import cib_with_status
 from ansible_collections.ec2ha.cluster.plugins.module_utils import switchover
 from ansible_collections.ec2ha.cluster.plugins.module_utils.pacemaker.runner import Runner
+from ansible_collections.ec2ha.cluster.plugins.module_utils.run_lock import RunLock
 
 TOOLS = ("crm_mon", "cibadmin", "crm_simulate", "crm_resource")
 pytestmark = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
@@ -34,6 +41,7 @@ class FileNode(switchover.Node):
     """The switchover's node on a CIB file: this node's name and pg_stat_replication given."""
 
     def __init__(self, spec, cib, local="alpha", replication=None):
+        spec = dataclasses.replace(spec, lock_path=str(cib.parent / "switchover.lock"))
         super().__init__(spec, Runner(timeout=30, cib_file=str(cib)))
         self.local, self.rows = local, STREAMING if replication is None else replication
 
@@ -137,6 +145,73 @@ def test_a_leftover_cli_constraint_is_refused(tmp_path):
            "cli-ban-pgsqld-clone-on-alpha (pgsqld-clone on alpha)" in message
 
 
+def test_a_second_switchover_on_the_same_node_is_refused_naming_the_first(tmp_path):
+    # Before the run lock, the second one read every gate as passed while the first had not yet
+    # placed its constraint, and went on to place a move of its own.
+    cib = _cib(tmp_path)
+    node = FileNode(switchover.SwitchoverSpec("bravo"), cib)
+    with RunLock(node.spec.lock_path, "a switchover to bravo"):
+        message = _refused(node, cib)
+    assert message.startswith("Switchover refused, gate one switchover at a time: another switchover runs on "
+                              "this node: a switchover to bravo, pid ")
+    assert switchover.run(node, check_mode=True).changed          # released: the next one runs
+
+
+def test_a_lock_left_by_a_killed_run_does_not_block(tmp_path):
+    cib = _cib(tmp_path)
+    node = FileNode(switchover.SwitchoverSpec("bravo"), cib)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path[:0] = sys.argv[2:]; "
+                               "from ansible_collections.ec2ha.cluster.plugins.module_utils.run_lock import RunLock; "
+                               "lock = RunLock(sys.argv[1], 'a switchover to bravo').__enter__(); print('held', "
+                               "flush=True); time.sleep(60)", node.spec.lock_path, *sys.path],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert "gate one switchover at a time" in _refused(node, cib)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "a switchover to bravo, pid" in (tmp_path / "switchover.lock").read_text()    # its line stays
+    assert switchover.run(node, check_mode=True).changed
+
+
+class RacedNode(FileNode):
+    """The gates read the constraints before another switchover (run from the other node) placed
+    its move; the move itself then meets it in the CIB."""
+
+    def __init__(self, spec, cib, placed_meanwhile):
+        super().__init__(spec, cib)
+        real_query, self.queries = self.constraints.query, 0
+
+        def query():
+            self.queries += 1
+            return "<constraints/>" if self.queries == 1 else real_query()
+        self.constraints.query = query
+        Runner(timeout=30, cib_file=str(cib)).run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                                                   placed_meanwhile])
+
+
+def test_a_move_placed_from_the_other_node_after_the_gates_refuses_this_one_and_is_kept(tmp_path):
+    cib = _cib(tmp_path)
+    other = "<rsc_location id='ec2ha-move-pgsqld-clone' rsc='pgsqld-clone' node='bravo' role='Promoted' score='INFINITY'/>"
+    node = RacedNode(switchover.SwitchoverSpec("bravo"), cib, other)
+    message = _refused(node, cib)
+    assert message == ("Switchover refused, gate no leftover move constraint: another move placed "
+                       "ec2ha-move-pgsqld-clone (pgsqld-clone on bravo) after the gates read; it is left as it is.")
+    assert 'id="ec2ha-move-pgsqld-clone"' in Runner(timeout=30, cib_file=str(cib)).run(
+        ["cibadmin", "--query", "--scope", "constraints"]).stdout
+
+
+def test_a_switchovers_own_constraint_left_is_named_as_such(tmp_path):
+    cib = _cib(tmp_path)
+    Runner(timeout=30, cib_file=str(cib)).run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                                               "<rsc_location id='ec2ha-move-pgsqld-clone' rsc='pgsqld-clone' "
+                                               "node='bravo' role='Promoted' score='INFINITY'/>"])
+    message = _refused(FileNode(switchover.SwitchoverSpec("bravo"), cib), cib)
+    assert "gate no leftover move constraint: a switchover is under way from the other node, or one was cut off " \
+           "and left ec2ha-move-pgsqld-clone" in message
+
+
 def test_already_there_is_no_change(tmp_path):
     cib = _cib(tmp_path, history=PRIMARY_BRAVO)
     before = _epoch(cib)
@@ -197,3 +272,15 @@ def test_a_target_that_is_no_standby_here_is_read_once():
     # a second on every changed=false run, because another standby was listed.
     node = ReadingsNode(switchover.SwitchoverSpec("alpha"), [{"bravo": ("streaming", "quorum", 56)}])
     assert node.replication() == {"bravo": ("streaming", "quorum", 56)} and node.read == 1 and node.slept == []
+
+
+def test_a_lock_that_cannot_be_taken_is_one_sentence_and_changes_nothing(tmp_path):
+    cib = _cib(tmp_path)
+    node = FileNode(switchover.SwitchoverSpec("bravo"), cib)
+    (tmp_path / "not-a-dir").write_text("")
+    node.spec = dataclasses.replace(node.spec, lock_path=str(tmp_path / "not-a-dir" / "switchover.lock"))
+    before = _epoch(cib)
+    with pytest.raises(switchover.SwitchoverError) as refused:
+        switchover.run(node, check_mode=False)
+    assert str(refused.value).startswith(f"The switchover lock {tmp_path}/not-a-dir/switchover.lock cannot be taken (")
+    assert "nothing was changed" in str(refused.value) and _epoch(cib) == before
