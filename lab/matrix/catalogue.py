@@ -6,19 +6,22 @@ back together before the next run.
 The faults that existing measurements already make (power-offs, the partition) run through
 them (lab/bench/failover_bench.py, lab/pair/fence_race.py): one implementation per behaviour.
 AWS API and IMDS faults are switched in the lab's control plane (lab/emulator/faults.py), never
-in the product code.
+in the product code. The faults that meet a planned switchover are in switchover_faults.py, those
+that end with the old primary rejoining under writes in rejoin_faults.py; FAULTS lists them all.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from lab import helpers
 from lab.bench import failover_bench
 from lab.emulator import faults
+from lab.matrix import rejoin_faults, switchover_faults
 from lab.matrix.invariants import Before
+from lab.matrix.trial import Trial, more_writes
 from lab.pair import client, cluster, cluster_state, fence_race
 
 MONITOR_INTERVAL = 10        # recovery_kit_monitor_interval: drift must be repaired within it...
@@ -26,30 +29,11 @@ MONITOR_RUN = 10             # ...plus the time one monitor takes to converge (b
 API_DOWN = 30                # seconds the AWS API (or a node's IMDS) stays unreachable
 
 
-@dataclass
-class Trial:
-    """What one run of a fault saw, for the invariants."""
-
-    before: Before
-    at: float                                   # the fault injected, epoch s
-    writes: List[client.Write]
-    failover: Optional[bool]                    # the standby must now be primary / must not / either
-    quiet: bool                                 # nothing may fail or be fenced
-    figures: Dict[str, Any] = field(default_factory=dict)
-    violations: List[str] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Fault:
     name: str
     what: str
     run: Callable[[cluster.Settings, int], Trial]
-
-
-def _more_writes(writer: client.Writer, count: int = 5, timeout: float = 60) -> None:
-    since = time.time()
-    helpers.wait_for(lambda: len([w for w in writer.snapshot() if w.ok and w.t0 > since]) >= count,
-                     timeout, 0.2, "writes acknowledged again")
 
 
 # ---------------------------------------------------------------- nodes and processes
@@ -93,7 +77,7 @@ def _kill_on_primary(s: cluster.Settings, command: str, failover: Optional[bool]
                              f"writes acknowledged by {before.standby}")
         else:
             helpers.wait_for(lambda: writer.outage(at), 240, 0.5, "writes acknowledged again after the kill")
-        _more_writes(writer)
+        more_writes(writer)
     return Trial(before, at, writer.snapshot(), failover=failover, quiet=False)
 
 
@@ -127,7 +111,7 @@ def _switched_off(s: cluster.Settings, rules_for: Callable[[Before], List[Dict[s
             for rule_id in ids:
                 faults.remove(url, rule_id)
         time.sleep(MONITOR_INTERVAL + 5)
-        _more_writes(writer)
+        more_writes(writer)
     trial = Trial(before, at, writer.snapshot(), failover=False, quiet=True, figures={"calls_refused": hits})
     if not hits:
         trial.violations.append("no call reached the switched-off service: the fault never happened")
@@ -202,7 +186,7 @@ def drift(kind: str) -> Callable[[cluster.Settings, int], Trial]:
             at = time.time()
             DRIFTS[kind](s, before.standby, to_standby)
             repaired = _seconds_until(lambda: cluster.endpoint_holders(s)[kind] == before.primary, 60)
-            _more_writes(writer)
+            more_writes(writer)
         trial = Trial(before, at, writer.snapshot(), failover=False, quiet=True,
                       figures={"drifted_to": "standby" if to_standby else "nothing", "repaired_s": repaired})
         bound = MONITOR_INTERVAL + MONITOR_RUN
@@ -224,5 +208,17 @@ FAULTS = (
     Fault("drift_vip_route", "the VIP's route changed by hand (to the standby, to nothing)", drift("vip")),
     Fault("drift_elastic_ip", "the EIP's association changed by hand (to the standby, to nothing)", drift("eip")),
     Fault("drift_dns_record", "the record changed by hand (to the standby's address, deleted)", drift("dns")),
+    Fault("aws_throttled_during_move", "the AWS API throttling, then 503s, on every call moving an endpoint "
+          "during a switchover", switchover_faults.aws_throttled_during_move),
+    Fault("two_switchovers_at_once", "two switchovers to the standby started at once (two AWX jobs)",
+          switchover_faults.two_at_once),
+    Fault("switchover_to_lagging_standby", "a switchover to a standby whose replay is paused (lagging)",
+          switchover_faults.to_lagging_standby),
+    Fault("switchover_to_stopped_standby", "a switchover to a standby powered off",
+          switchover_faults.to_stopped_standby),
+    Fault("rejoin_rewind_under_writes", "the old primary rejoining by pg_rewind while the new one takes writes",
+          rejoin_faults.rewind_under_writes),
+    Fault("rejoin_copy_under_writes", "the old primary, its WAL lost, rejoining by a full copy under writes",
+          rejoin_faults.copy_under_writes),
 )
 BY_NAME = {fault.name: fault for fault in FAULTS}

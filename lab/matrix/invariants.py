@@ -3,6 +3,8 @@ EC2 and the hypervisor, never from what a playbook or an agent said of itself.
 
     seen = ClientView.read(settings, writes)   # acknowledged, lost, two-writer events, worst outage
     settled(settings, before, seen, ...)       # the pair's state once the fault is over: the violations
+    untouched = Untouched.read(settings, node) # before an action that must be refused...
+    untouched.changes(settings, node)          # ...and after it: what it changed all the same
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Dict, List, Optional
 
 from lab import helpers
 from lab.emulator import hosts
-from lab.pair import client, cluster, health
+from lab.pair import client, cluster, cluster_state, health
 
 
 def power_generations(s: cluster.Settings) -> Dict[str, Optional[int]]:
@@ -36,6 +38,29 @@ class Before:
     def read(cls, s: cluster.Settings) -> "Before":
         primary, standby = cluster.primary_and_standby(s)
         return cls(primary, standby, power_generations(s))
+
+
+@dataclass
+class Untouched:
+    """What a refused action must leave as it found: the CIB as the roles and modules write it
+    (its nodes section aside: the sync guard's attribute lives there) and where AWS sends each
+    endpoint, as endpoint_info reads it."""
+
+    cib: str
+    holders: Dict[str, Optional[str]]
+
+    @classmethod
+    def read(cls, s: cluster.Settings, node: str) -> "Untouched":
+        return cls(cluster_state.cib_written_by_us(s, node), cluster.endpoint_holders(s))
+
+    def changes(self, s: cluster.Settings, node: str) -> List[str]:
+        after = Untouched.read(s, node)
+        found = []
+        if after.cib != self.cib:
+            found.append("the refused action changed the CIB's configuration")
+        if after.holders != self.holders:
+            found.append(f"the refused action moved endpoints in AWS: {self.holders} -> {after.holders}")
+        return found
 
 
 @dataclass

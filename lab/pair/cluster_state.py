@@ -7,13 +7,15 @@
     cib_epoch(s, "pg1")                # the CIB configuration's (admin_epoch, epoch)
     cib_written_by_us(s, "pg1")        # the configuration the roles and modules write (no nodes section)
     timeline(s, "pg2")                 # the timeline the node writes (primary) or receives (standby)
+    replay_lag(s, "pg1", "pg2")        # bytes pg2's replay is behind pg1
+    move_constraints(s, "pg1")         # ids of the cli- and ec2ha-move- constraints in the CIB
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from lab.pair import cluster
 
@@ -75,3 +77,16 @@ def timeline(s: cluster.Settings, node: str) -> int:
 def replication_state(s: cluster.Settings, primary: str, standby: str) -> str:
     """The standby's state as the primary's pg_stat_replication shows it ("" when absent)."""
     return sql(s, primary, f"SELECT state FROM pg_stat_replication WHERE application_name = '{standby}'")
+
+
+def replay_lag(s: cluster.Settings, primary: str, standby: str) -> int:
+    """Bytes the standby's replay is behind the primary's WAL (-1: not in pg_stat_replication)."""
+    out = sql(s, primary, "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), -1)"
+                          f"::bigint FROM pg_stat_replication WHERE application_name = '{standby}'")
+    return int(out or -1)
+
+
+def move_constraints(s: cluster.Settings, node: str) -> List[str]:
+    """The ids of the move constraints in the CIB: crm_resource's (cli-) and the switchover's."""
+    return re.findall(r'<rsc_location id="((?:cli-|ec2ha-move-)[^"]+)"',
+                      run(s, node, "cibadmin --query --scope constraints"))

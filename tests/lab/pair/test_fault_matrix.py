@@ -1,7 +1,8 @@
 """The fault matrix (lab/matrix), each fault that no other module of this package makes run
 once, judged by the matrix's own invariants: never two writers, no acknowledged row lost, one
-promoted node, the endpoints on it; the quiet faults (the AWS API or IMDS unreachable, drift)
-also with no failover, no failed action and no node power-cycled. The power-offs and the
+promoted node, the endpoints on it; the quiet faults (the AWS API or IMDS unreachable, drift, a
+refused switchover) also with no failover, no failed action and no node power-cycled; a refused
+switchover with the CIB and AWS as they were. The power-offs and the
 partition run through the same code in test_build_and_failover.py and test_fence_race.py;
 `make faults` runs every fault ten times."""
 

@@ -72,3 +72,18 @@ def test_bad_runner_input_gets_one_sentence(argv, message, capsys):
     assert run.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"lab.matrix: {message}") and err.count("\n") == 1
+
+
+def test_a_refusal_is_read_from_the_first_failed_task():
+    from lab.matrix.switchover_faults import REFUSALS, failure_message
+    from lab.pair.cluster import PlaybookRun
+    output = ('TASK [Move the primary and its endpoints] ***\n'
+              'fatal: [pg1 -> pg1]: FAILED! => {"changed": false, "gates": [{"name": "member"}], '
+              '"msg": "Switchover refused, gate one switchover at a time: another switchover runs on this node: '
+              'a switchover to \\"pg2\\", pid 42."}\n'
+              'fatal: [pg2]: FAILED! => {"msg": "a later one"}\n')
+    message = failure_message(PlaybookRun(2, 1.0, {}, output))
+    assert message == ('Switchover refused, gate one switchover at a time: another switchover runs on this node: '
+                       'a switchover to "pg2", pid 42.')
+    assert message.startswith(REFUSALS)
+    assert failure_message(PlaybookRun(0, 1.0, {}, "PLAY RECAP\n")) == ""
