@@ -44,6 +44,8 @@ def _run(tmp_path: Path, playbook: str, *extra: str) -> dict:
     ("rejoin.yml", ("-e", "ec2ha_rejoin_node=pg1"), ["ec2ha_cluster_name, ec2ha_region"]),
     ("switchover.yml", (), ["ec2ha_switchover_target is not set"]),
     ("switchover.yml", ("-e", "ec2ha_switchover_target=pg2"), ["ec2ha_cluster_name, ec2ha_region, ec2ha_scenarios"]),
+    ("failover.yml", (), ["ec2ha_failover_target is not set"]),
+    ("failover.yml", ("-e", "ec2ha_failover_target=pg2"), ["ec2ha_cluster_name, ec2ha_region, ec2ha_scenarios"]),
 ])
 def test_a_missing_variable_is_one_sentence_from_the_play(tmp_path, playbook, extra, words):
     failed = _run(tmp_path, playbook, *extra)
