@@ -122,6 +122,7 @@ def test_the_confirmed_failover_brings_the_service_back_on_the_standby(both_down
     assert record["standby_last_received_lsn"].count("/") == 1
     assert record["standby_in_sync_when_last_known"] in (True, "True")
     assert record["standby_data_state_before"] == "in archive recovery"
+    assert record["old_primary_last_lsn"] == "unknown (its PostgreSQL did not answer)"
     with client.writing(pair, standby) as writer:
         wait_for(lambda: writer.ok_after(time.time() - 1, standby), 60, 0.5, f"a write acknowledged by {standby}")
     assert acknowledged and not acknowledged - client.rows_present(pair)
